@@ -1,0 +1,3 @@
+from handoff_worker.cli import main
+
+main()

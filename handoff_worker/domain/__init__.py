@@ -1,0 +1,1 @@
+"""Pure domain code: no Flask, Celery, Redis, YAML or SDK here."""

@@ -1,0 +1,226 @@
+"""Settings: the environment (and `.env`) read once into one frozen object.
+
+A missing or malformed value stops start-up with a message that names the variable and shows a
+good value. Secrets are kept out of `repr()` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from handoff_worker.errors import SettingsError
+
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m)\s*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`requests` allowed in any window of `window_seconds`."""
+
+    requests: int
+    window_seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_seconds:g}s"
+
+    @classmethod
+    def parse(cls, text: str, *, variable: str, example: str) -> RateLimit:
+        match = _RATE_RE.match(text)
+        if not match:
+            raise SettingsError(
+                f"{variable}={text!r} is not a rate limit: write requests/window, e.g. {example}"
+            )
+        count, amount, unit = match.groups()
+        size = float(amount) if amount else 1.0
+        seconds = size / 1000 if unit == "ms" else size * 60 if unit == "m" else size
+        if int(count) <= 0 or seconds <= 0:
+            raise SettingsError(f"{variable}={text!r} must allow at least 1 request, e.g. {example}")
+        return cls(int(count), seconds)
+
+
+@dataclass(frozen=True)
+class Settings:
+    hubspot_access_token: str = field(default="", repr=False)
+    # Several secrets, comma separated, so a secret can be rotated without downtime.
+    hubspot_client_secrets: tuple[str, ...] = field(default=(), repr=False)
+    hubspot_app_id: str = ""
+    hubspot_base_url: str = DEFAULT_BASE_URL
+    hubspot_timeout_seconds: float = 10.0
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)  # may hold a password
+    handoff_config: Path = Path("config/nurture.yaml")
+    dry_run: bool = False
+    rate_limit: RateLimit = RateLimit(100, 10.0)
+    search_rate_limit: RateLimit = RateLimit(5, 1.0)
+    webhook_public_url: str = ""
+    signature_versions: tuple[str, ...] = ("v3",)
+    webhook_max_body_bytes: int = 1024 * 1024
+    trusted_proxy_count: int = 0
+    resync_interval_minutes: int = 15
+    resync_lookback_minutes: int = 10
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        dotenv_path: str | os.PathLike[str] | None = ".env",
+        require: tuple[str, ...] = (),
+    ) -> Settings:
+        """Read settings. The process environment wins over `.env`.
+
+        `require` names variables the caller cannot run without (the web app needs the client
+        secret, the worker needs the access token).
+        """
+        env: dict[str, str] = {}
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        return _parse(env, require)
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe to print or log."""
+        shown: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"hubspot_access_token", "hubspot_client_secrets"}:
+                shown[f.name] = "(set)" if value else "(not set)"
+            elif f.name == "redis_url":
+                shown[f.name] = re.sub(r"//([^@/]*)@", "//***@", str(value))
+            else:
+                shown[f.name] = str(value)
+        return shown
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return None if value is None else value.strip()
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value: e.g. {name}=1 (yes) or {name}=0 (no)")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, example: str) -> float:
+    raw = _get(env, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number, e.g. {name}={example}") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative, e.g. {name}={example}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, *, schemes: tuple[str, ...], example: str) -> str:
+    raw = _get(env, name)
+    if raw is None or raw == "":
+        return default
+    if not raw.startswith(tuple(f"{s}://" for s in schemes)) or raw[-3:] == "://":
+        raise SettingsError(f"{name}={raw!r} is not a {'/'.join(schemes)} URL, e.g. {name}={example}")
+    return raw.rstrip("/") if name != "REDIS_URL" else raw
+
+
+def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
+    for name in require:
+        if not _get(env, name):
+            example = {
+                "HUBSPOT_ACCESS_TOKEN": "pat-na1-00000000-0000-0000-0000-000000000000 (a private app token)",
+                "HUBSPOT_CLIENT_SECRET": "00000000-0000-0000-0000-000000000000 (the app's client secret)",
+                "HUBSPOT_APP_ID": "1234567",
+            }.get(name, "…")
+            raise SettingsError(
+                f"{name} is not set: add it to the environment or .env, e.g. {name}={example}"
+            )
+
+    secrets = tuple(s.strip() for s in (_get(env, "HUBSPOT_CLIENT_SECRET") or "").split(",") if s.strip())
+
+    app_id = _get(env, "HUBSPOT_APP_ID") or ""
+    if app_id and not app_id.isdigit():
+        raise SettingsError(
+            f"HUBSPOT_APP_ID={app_id!r} must be the numeric app id, e.g. HUBSPOT_APP_ID=1234567"
+        )
+
+    versions_raw = _get(env, "HUBSPOT_SIGNATURE_VERSIONS") or "v3"
+    versions = tuple(v.strip().lower() for v in versions_raw.split(",") if v.strip())
+    unknown = [v for v in versions if v not in {"v1", "v2", "v3"}]
+    if unknown or not versions:
+        raise SettingsError(
+            f"HUBSPOT_SIGNATURE_VERSIONS={versions_raw!r}: allowed are v1, v2, v3, comma separated, "
+            "e.g. HUBSPOT_SIGNATURE_VERSIONS=v3"
+        )
+
+    public_url = _url(
+        env,
+        "WEBHOOK_PUBLIC_URL",
+        "",
+        schemes=("http", "https"),
+        example="https://handoff.example.com/webhooks/hubspot",
+    )
+
+    return Settings(
+        hubspot_access_token=_get(env, "HUBSPOT_ACCESS_TOKEN") or "",
+        hubspot_client_secrets=secrets,
+        hubspot_app_id=app_id,
+        hubspot_base_url=_url(
+            env,
+            "HUBSPOT_BASE_URL",
+            DEFAULT_BASE_URL,
+            schemes=("http", "https"),
+            example="http://127.0.0.1:8090 (the sandbox)",
+        ),
+        hubspot_timeout_seconds=_number(env, "HUBSPOT_TIMEOUT_SECONDS", 10.0, example="10") or 10.0,
+        redis_url=_url(
+            env,
+            "REDIS_URL",
+            DEFAULT_REDIS_URL,
+            schemes=("redis", "rediss", "unix"),
+            example=DEFAULT_REDIS_URL,
+        ),
+        handoff_config=Path(_get(env, "HANDOFF_CONFIG") or "config/nurture.yaml"),
+        dry_run=_bool(env, "HANDOFF_DRY_RUN", False),
+        rate_limit=RateLimit.parse(
+            _get(env, "HUBSPOT_RATE_LIMIT") or "100/10s",
+            variable="HUBSPOT_RATE_LIMIT",
+            example="HUBSPOT_RATE_LIMIT=100/10s",
+        ),
+        search_rate_limit=RateLimit.parse(
+            _get(env, "HUBSPOT_SEARCH_RATE_LIMIT") or "5/1s",
+            variable="HUBSPOT_SEARCH_RATE_LIMIT",
+            example="HUBSPOT_SEARCH_RATE_LIMIT=5/1s",
+        ),
+        webhook_public_url=public_url,
+        signature_versions=versions,
+        webhook_max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, example="1048576")),
+        trusted_proxy_count=int(_number(env, "TRUSTED_PROXY_COUNT", 0, example="1")),
+        resync_interval_minutes=int(_number(env, "RESYNC_INTERVAL_MINUTES", 15, example="15")) or 15,
+        resync_lookback_minutes=int(_number(env, "RESYNC_LOOKBACK_MINUTES", 10, example="10")),
+        log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests build their own with `Settings.from_env({...})`."""
+    return Settings.from_env()

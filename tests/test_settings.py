@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from handoff_worker.errors import SettingsError
+from handoff_worker.settings import RateLimit, Settings
+
+
+def load(**env: str) -> Settings:
+    return Settings.from_env(env, dotenv_path=None)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    s = load()
+    assert s.hubspot_base_url == "https://api.hubapi.com"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.handoff_config == Path("config/nurture.yaml")
+    assert s.rate_limit == RateLimit(100, 10.0)
+    assert s.search_rate_limit == RateLimit(5, 1.0)
+    assert s.signature_versions == ("v3",)
+    assert s.dry_run is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100/10s", RateLimit(100, 10)),
+        ("190 / 10s", RateLimit(190, 10)),
+        ("5/1s", RateLimit(5, 1)),
+        ("5/s", RateLimit(5, 1)),
+        ("500/500ms", RateLimit(500, 0.5)),
+        ("600/1m", RateLimit(600, 60)),
+    ],
+)
+def test_rate_limits_parse(text: str, expected: RateLimit) -> None:
+    assert load(HUBSPOT_RATE_LIMIT=text).rate_limit == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HUBSPOT_RATE_LIMIT": "fast"}, "HUBSPOT_RATE_LIMIT"),
+        ({"HUBSPOT_RATE_LIMIT": "0/10s"}, "HUBSPOT_RATE_LIMIT"),
+        ({"HUBSPOT_SEARCH_RATE_LIMIT": "5"}, "HUBSPOT_SEARCH_RATE_LIMIT"),
+        ({"HANDOFF_DRY_RUN": "maybe"}, "HANDOFF_DRY_RUN"),
+        ({"HUBSPOT_BASE_URL": "api.hubapi.com"}, "HUBSPOT_BASE_URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"HUBSPOT_APP_ID": "my-app"}, "HUBSPOT_APP_ID"),
+        ({"HUBSPOT_SIGNATURE_VERSIONS": "v4"}, "HUBSPOT_SIGNATURE_VERSIONS"),
+        ({"WEBHOOK_PUBLIC_URL": "handoff.example.com"}, "WEBHOOK_PUBLIC_URL"),
+        ({"HUBSPOT_TIMEOUT_SECONDS": "ten"}, "HUBSPOT_TIMEOUT_SECONDS"),
+    ],
+)
+def test_malformed_values_name_the_variable_and_show_an_example(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load(**env)
+    assert named in str(err.value)
+    assert "e.g." in str(err.value)
+
+
+def test_required_variables_are_named() -> None:
+    with pytest.raises(SettingsError, match="HUBSPOT_ACCESS_TOKEN is not set"):
+        Settings.from_env({}, dotenv_path=None, require=("HUBSPOT_ACCESS_TOKEN",))
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("HUBSPOT_RATE_LIMIT=190/10s\nHUBSPOT_APP_ID=42\n")
+    s = Settings.from_env({"HUBSPOT_APP_ID": "7"}, dotenv_path=dotenv)
+    assert s.rate_limit == RateLimit(190, 10)
+    assert s.hubspot_app_id == "7"
+
+
+def test_secrets_never_appear_in_repr_or_redacted() -> None:
+    s = load(
+        HUBSPOT_ACCESS_TOKEN="pat-secret-token",
+        HUBSPOT_CLIENT_SECRET="old-secret, new-secret",
+        REDIS_URL="redis://:hunter2@localhost:6379/0",
+    )
+    assert s.hubspot_client_secrets == ("old-secret", "new-secret")
+    shown = repr(s) + str(s.redacted())
+    for secret in ("pat-secret-token", "old-secret", "new-secret", "hunter2"):
+        assert secret not in shown
