@@ -1,0 +1,114 @@
+"""The marketers' rules once validated: what `nurture_config.load()` returns and the engine reads.
+
+Frozen and pure. The YAML file's shape is in `config/nurture.yaml` and its JSON Schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class NurtureMethod(StrEnum):
+    WORKFLOW = "workflow"  # legacy enrollment by email, one call per contact
+    LIST = "list"  # add to a static list whose membership enrolls (batched)
+    PROPERTY = "property"  # set a contact property a workflow's trigger watches (batched)
+
+
+@dataclass(frozen=True)
+class Nurture:
+    method: NurtureMethod
+    name: str  # what marketers call it; shown in reports
+    workflow_id: str | None = None
+    list_id: str | None = None
+    property_name: str | None = None
+    property_value: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable identity for the ledger: the same nurture is never done twice to a contact."""
+        target = self.workflow_id or self.list_id or f"{self.property_name}={self.property_value}"
+        return f"{self.method.value}:{target}"
+
+
+@dataclass(frozen=True)
+class ReasonRule:
+    label: str  # the picklist label marketers see
+    value: str  # the option's internal value in HubSpot (defaults to the label)
+    recycle: bool  # False: these contacts are not nurtured
+    # Lifecycle stage to set: "lead" by default for recycled reasons; for reasons that are not
+    # recycled, None means "leave the contact alone" (or e.g. "other").
+    lifecycle_stage: str | None
+    nurtures: tuple[Nurture, ...] = ()
+
+
+@dataclass(frozen=True)
+class DealRules:
+    reason_property: str = "closed_lost_reason"
+    # Per pipeline id: stage ids to treat as lost although HubSpot's metadata says otherwise, and
+    # stage ids never to treat as lost.
+    extra_lost_stage_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    excluded_stage_ids: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeadRules:
+    enabled: bool = True
+    status_property: str = "hs_lead_status"
+    unqualified_value: str = "UNQUALIFIED"
+    reason_property: str = "handoff_unqualified_reason"
+
+
+@dataclass(frozen=True)
+class MarkerProperties:
+    """Contact properties that tell marketing a lead was recycled, from what and why."""
+
+    recycled_at: str = "handoff_recycled_at"
+    reason: str = "handoff_recycle_reason"
+    source_deal: str = "handoff_source_deal_id"
+
+
+@dataclass(frozen=True)
+class OwnerTasks:
+    sla_hours: float = 24.0
+    subject: str = "Add a lost reason to {deal_name}"
+    # After the SLA without a reason: escalate once to this owner id (None: no escalation).
+    escalation_owner_id: str | None = None
+    escalation_subject: str = "Lost reason still missing on {deal_name}"
+
+
+@dataclass(frozen=True)
+class RecyclingRules:
+    default_lifecycle_stage: str = "lead"
+    skip_contacts_with_open_deals: bool = True
+    protect_customers: bool = True
+    customer_lifecycle_stages: frozenset[str] = frozenset({"customer", "evangelist"})
+
+
+@dataclass(frozen=True)
+class NurtureRules:
+    reasons: tuple[ReasonRule, ...]
+    deals: DealRules = DealRules()
+    leads: LeadRules = LeadRules()
+    markers: MarkerProperties = MarkerProperties()
+    owner_tasks: OwnerTasks = OwnerTasks()
+    recycling: RecyclingRules = RecyclingRules()
+
+    def reason_for(self, raw: str | None) -> ReasonRule | None:
+        """The rule for a reason property's value: matched on the option value, then the label,
+        ignoring case and surrounding space. None for a missing or unknown reason."""
+        wanted = _fold(raw)
+        if not wanted:
+            return None
+        for rule in self.reasons:
+            if _fold(rule.value) == wanted:
+                return rule
+        for rule in self.reasons:
+            if _fold(rule.label) == wanted:
+                return rule
+        return None
+
+
+def _fold(text: str | None) -> str:
+    return " ".join((text or "").split()).casefold()
