@@ -82,3 +82,44 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# ----- the HubSpot sandbox ------------------------------------------------------------------------
+
+SANDBOX_TEST_RETRY_DELAYS = [0.05] * 9  # webhook retries in milliseconds, not hours, for tests
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server() -> Iterator[object]:
+    from handoff_worker.sandbox.testing import SandboxServer
+
+    server = SandboxServer.start(retry_delays=SANDBOX_TEST_RETRY_DELAYS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_server: object) -> object:
+    """A running HubSpot sandbox holding the default seed, reset before each test.
+
+    One server serves the whole session; each test gets default settings (no webhook target,
+    any bearer token, 100/10s, short webhook retries) and fresh data, logs and limits.
+    Use `sandbox.url` as the SDK host and `sandbox.control` to seed, act as a rep and inspect.
+    """
+    from handoff_worker.sandbox.testing import SandboxServer
+    from handoff_worker.sandbox.webhooks import DEFAULT_CLIENT_SECRET, DEFAULT_WATCHED
+
+    assert isinstance(_sandbox_server, SandboxServer)
+    _sandbox_server.control.configure(
+        webhook_url=None,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        app_id=424242,
+        access_token=None,
+        rate_limit="100/10s",
+        daily_limit=500_000,
+        search_per_second=5,
+        retry_delays=SANDBOX_TEST_RETRY_DELAYS,
+        watched_properties=DEFAULT_WATCHED,
+    )
+    _sandbox_server.control.reset("default")
+    return _sandbox_server

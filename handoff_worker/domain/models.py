@@ -101,6 +101,8 @@ class PropertyDefinition:
     type: str
     field_type: str
     options: tuple[PropertyOption, ...] = ()
+    # The property group it sits in (HubSpot's groupName); "" leaves the choice to the gateway.
+    group_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,348 @@
+"""`handoff-worker config ...`: check the nurture YAML, locally or against HubSpot, and create the
+marker properties the worker writes.
+
+The checks against HubSpot live in `remote_problems`, which takes any gateway, so they run the same
+against HubSpot, the sandbox or anything else that speaks the gateway protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+
+from handoff_worker.domain.models import ObjectType, PropertyDefinition
+from handoff_worker.domain.nurture import NurtureMethod, NurtureRules, ReasonRule
+from handoff_worker.errors import HubSpotError, NotFoundError, NurtureConfigError, SettingsError
+from handoff_worker.hubspot.protocol import HubSpotGateway
+from handoff_worker.nurture_config import load_rules
+from handoff_worker.settings import Settings
+
+CONTACT_TYPE_ID = ObjectType.CONTACT.type_id
+MARKER_GROUP = "handoff"
+SETUP_HINT = "run `handoff-worker config setup-properties` to create it"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks against HubSpot
+# ---------------------------------------------------------------------------------------------
+
+
+def remote_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    """Everything in `rules` that HubSpot contradicts, in plain words. Empty when all is well.
+
+    Raises `HubSpotError` only when HubSpot cannot be asked at all (network, token, rate limit).
+    """
+    problems: list[str] = []
+    problems += _reason_property_problems(
+        ObjectType.DEAL, rules.deals.reason_property, "deals > reason_property", rules.reasons, gateway
+    )
+    if rules.leads.enabled:
+        problems += _lead_problems(rules, gateway)
+    problems += _workflow_problems(rules, gateway)
+    problems += _list_problems(rules, gateway)
+    problems += _property_nurture_problems(rules, gateway)
+    problems += _marker_problems(rules, gateway)
+    return problems
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _property_or_none(
+    gateway: HubSpotGateway, object_type: ObjectType, name: str
+) -> PropertyDefinition | None:
+    try:
+        return gateway.get_property(object_type, name)
+    except NotFoundError:
+        return None
+
+
+def _reason_property_problems(
+    object_type: ObjectType,
+    name: str,
+    key: str,
+    reasons: Iterable[ReasonRule],
+    gateway: HubSpotGateway,
+) -> list[str]:
+    definition = _property_or_none(gateway, object_type, name)
+    if definition is None:
+        return [
+            f"{key}: HubSpot has no {object_type.value[:-1]} property '{name}'; write the internal "
+            "name of the property that holds the lost reason"
+        ]
+    if not definition.options:
+        return []  # free text (HubSpot's own closed_lost_reason): any label may be typed in
+    return _option_problems(definition, key, list(reasons))
+
+
+def _option_problems(definition: PropertyDefinition, key: str, reasons: list[ReasonRule]) -> list[str]:
+    option_keys = {_fold(o.value) for o in definition.options} | {_fold(o.label) for o in definition.options}
+    problems = [
+        f"reasons > {rule.label}: '{rule.value}' is not an option of '{definition.name}' ({key}); "
+        "fix the label or `value:` to match the picklist, or add the option in HubSpot"
+        for rule in reasons
+        if _fold(rule.value) not in option_keys and _fold(rule.label) not in option_keys
+    ]
+    mapped = {_fold(rule.value) for rule in reasons} | {_fold(rule.label) for rule in reasons}
+    problems += [
+        f"reasons: the option '{option.label}' of '{definition.name}' has no entry; add "
+        f"'{option.label}:' under reasons (with recycle: false if it needs no nurture)"
+        for option in definition.options
+        if not option.hidden and _fold(option.value) not in mapped and _fold(option.label) not in mapped
+    ]
+    return problems
+
+
+def _lead_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    leads = rules.leads
+    problems = _reason_property_problems(
+        ObjectType.CONTACT, leads.reason_property, "leads > reason_property", rules.reasons, gateway
+    )
+    status = _property_or_none(gateway, ObjectType.CONTACT, leads.status_property)
+    if status is None:
+        problems.append(
+            f"leads > status_property: HubSpot has no contact property '{leads.status_property}'; "
+            "write the internal name of the lead status property (usually hs_lead_status)"
+        )
+    elif status.options and leads.unqualified_value not in {o.value for o in status.options}:
+        allowed = ", ".join(o.value for o in status.options)
+        problems.append(
+            f"leads > unqualified_value: '{leads.unqualified_value}' is not a value of "
+            f"'{leads.status_property}'; use one of: {allowed}"
+        )
+    return problems
+
+
+def _nurture_places(rules: NurtureRules, method: NurtureMethod) -> dict[str, list[str]]:
+    """Target id -> the reasons that use it, so one missing workflow is reported once."""
+    places: dict[str, list[str]] = {}
+    for rule in rules.reasons:
+        for nurture in rule.nurtures:
+            target = nurture.workflow_id if method is NurtureMethod.WORKFLOW else nurture.list_id
+            if nurture.method is method and target is not None:
+                places.setdefault(target, []).append(rule.label)
+    return places
+
+
+def _used_by(labels: list[str]) -> str:
+    return "reasons > " + ", ".join(labels)
+
+
+def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    wanted = _nurture_places(rules, NurtureMethod.WORKFLOW)
+    if not wanted:
+        return []
+    flows = gateway.list_flows()
+    legacy_ids = gateway.flow_to_workflow_ids([flow.id for flow in flows])
+    # The YAML holds the id from the workflow's URL; accept it as either the legacy or the flow id.
+    by_id = {flow.id: flow for flow in flows}
+    by_id.update({legacy_ids[flow.id]: flow for flow in flows if flow.id in legacy_ids})
+    problems: list[str] = []
+    for workflow_id, labels in wanted.items():
+        flow = by_id.get(workflow_id)
+        if flow is None:
+            problems.append(
+                f"{_used_by(labels)}: workflow {workflow_id} does not exist in HubSpot; copy the id "
+                "from the workflow's URL"
+            )
+            continue
+        if flow.object_type_id != CONTACT_TYPE_ID:
+            problems.append(
+                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is not contact-based; "
+                "only contact workflows can enroll contacts: pick a contact workflow"
+            )
+        if not flow.is_enabled:
+            problems.append(
+                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is turned off; turn it "
+                "on in HubSpot or pick another workflow"
+            )
+    return problems
+
+
+def _list_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    problems: list[str] = []
+    for list_id, labels in _nurture_places(rules, NurtureMethod.LIST).items():
+        try:
+            info = gateway.get_list(list_id)
+        except NotFoundError:
+            problems.append(
+                f"{_used_by(labels)}: list {list_id} does not exist in HubSpot; copy the id from "
+                "the list's URL"
+            )
+            continue
+        if info.object_type_id != CONTACT_TYPE_ID:
+            problems.append(f"{_used_by(labels)}: list {list_id} ('{info.name}') is not a contact list")
+        if not info.is_static:
+            problems.append(
+                f"{_used_by(labels)}: list {list_id} ('{info.name}') is an active list; contacts can "
+                "only be added to a static list: pick or create a static one"
+            )
+    return problems
+
+
+def _property_nurture_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    problems: list[str] = []
+    checked: dict[str, PropertyDefinition | None] = {}
+    for rule in rules.reasons:
+        for nurture in rule.nurtures:
+            if nurture.method is not NurtureMethod.PROPERTY or nurture.property_name is None:
+                continue
+            name = nurture.property_name
+            if name not in checked:
+                checked[name] = _property_or_none(gateway, ObjectType.CONTACT, name)
+            definition = checked[name]
+            where = f"reasons > {rule.label} > nurture"
+            if definition is None:
+                problems.append(
+                    f"{where}: HubSpot has no contact property '{name}'; create it or fix the name"
+                )
+            elif definition.options and nurture.property_value not in {o.value for o in definition.options}:
+                allowed = ", ".join(o.value for o in definition.options)
+                problems.append(
+                    f"{where}: '{nurture.property_value}' is not a value of '{name}'; use one of: {allowed}"
+                )
+    return problems
+
+
+def _marker_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+    return [
+        f"markers > {key}: HubSpot has no contact property '{definition.name}'; {SETUP_HINT}"
+        for key, definition in marker_definitions(rules).items()
+        if _property_or_none(gateway, ObjectType.CONTACT, definition.name) is None
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Marker properties
+# ---------------------------------------------------------------------------------------------
+
+
+def marker_definitions(rules: NurtureRules) -> dict[str, PropertyDefinition]:
+    """The contact properties the worker writes on every recycled contact, by their YAML key."""
+    markers = rules.markers
+
+    def contact_property(name: str, label: str, type_: str, field_type: str) -> PropertyDefinition:
+        return PropertyDefinition(
+            object_type=ObjectType.CONTACT.value,
+            name=name,
+            label=label,
+            type=type_,
+            field_type=field_type,
+            group_name=MARKER_GROUP,
+        )
+
+    return {
+        "recycled_at": contact_property(markers.recycled_at, "Recycled to marketing at", "datetime", "date"),
+        "reason": contact_property(markers.reason, "Recycle reason", "string", "text"),
+        "source_deal": contact_property(markers.source_deal, "Recycled from deal", "string", "text"),
+    }
+
+
+def setup_marker_properties(rules: NurtureRules, gateway: HubSpotGateway, *, dry_run: bool) -> list[str]:
+    """Create the marker properties HubSpot lacks; one line per property saying what was done."""
+    done: list[str] = []
+    for definition in marker_definitions(rules).values():
+        existing = _property_or_none(gateway, ObjectType.CONTACT, definition.name)
+        if existing is not None:
+            done.append(f"exists      {definition.name} ({existing.type})")
+        elif dry_run:
+            done.append(f"would create {definition.name} ({definition.type}) in group '{MARKER_GROUP}'")
+        else:
+            gateway.create_property(ObjectType.CONTACT, definition)
+            done.append(f"created     {definition.name} ({definition.type}) in group '{MARKER_GROUP}'")
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _settings(require: tuple[str, ...] = ()) -> Settings:
+    try:
+        return Settings.from_env(require=require)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _load(file: Path | None) -> tuple[NurtureRules, Path]:
+    """Rules from --file or HANDOFF_CONFIG; prints every problem and exits 1 when invalid."""
+    path = file if file is not None else _settings().handoff_config
+    try:
+        return load_rules(path, named_by="--file" if file is not None else "HANDOFF_CONFIG"), path
+    except NurtureConfigError as exc:
+        click.echo(f"{path} has {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        raise SystemExit(1) from None
+
+
+def _gateway() -> HubSpotGateway:
+    # Imported here: the SDK is heavy and only the remote commands need it.
+    from handoff_worker.hubspot.gateway import build_gateway
+    from handoff_worker.state import redis_client
+
+    settings = _settings(require=("HUBSPOT_ACCESS_TOKEN",))
+    gateway: HubSpotGateway = build_gateway(settings, redis_client(settings))
+    return gateway
+
+
+def _hubspot_failure(exc: HubSpotError) -> click.ClickException:
+    return click.ClickException(
+        f"could not ask HubSpot: {exc}. Check HUBSPOT_ACCESS_TOKEN and HUBSPOT_BASE_URL, then try again"
+    )
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check the nurture YAML, locally or against HubSpot; create marker properties."""
+
+
+FILE_OPTION = click.option(
+    "--file",
+    "file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The nurture YAML to use (default: HANDOFF_CONFIG, config/nurture.yaml).",
+)
+
+
+@config_group.command("check")
+@FILE_OPTION
+@click.option(
+    "--remote", is_flag=True, help="Also check reasons, workflows, lists and properties in HubSpot."
+)
+def check_command(file: Path | None, remote: bool) -> None:
+    """Validate the nurture YAML. Exits 0 when valid, 1 listing every problem."""
+    rules, path = _load(file)
+    nurtures = sum(len(rule.nurtures) for rule in rules.reasons)
+    click.echo(f"{path}: valid ({len(rules.reasons)} reasons, {nurtures} nurtures)")
+    if not remote:
+        return
+    try:
+        problems = remote_problems(rules, _gateway())
+    except HubSpotError as exc:
+        raise _hubspot_failure(exc) from exc
+    if problems:
+        click.echo(f"HubSpot disagrees with {path} in {len(problems)} place(s):", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+        raise SystemExit(1)
+    click.echo("HubSpot: every reason, workflow, list and property was found and usable")
+
+
+@config_group.command("setup-properties")
+@FILE_OPTION
+@click.option("--dry-run", is_flag=True, help="Only say what would be created.")
+def setup_properties_command(file: Path | None, dry_run: bool) -> None:
+    """Create the marker contact properties the worker writes, in a 'handoff' property group."""
+    rules, _ = _load(file)
+    try:
+        lines = setup_marker_properties(rules, _gateway(), dry_run=dry_run)
+    except HubSpotError as exc:
+        raise _hubspot_failure(exc) from exc
+    for line in lines:
+        click.echo(line)

@@ -1,0 +1,373 @@
+"""HubSpot webhook payloads -> typed events -> the units of work they call for. Pure.
+
+HubSpot posts a JSON array of event objects. Each becomes one frozen `WebhookEvent`; a type we do
+not know becomes `EventKind.UNKNOWN` instead of an error, so HubSpot adding a subscription type
+never turns into retried deliveries. Only wrong shapes (not an object, a field of the wrong type)
+are errors, and they name the index and the field.
+
+`plan_work` decides which events can start or unblock a handoff and what to queue for them. It
+applies no business rule: whether a deal is really lost is for the task to find out after
+re-reading HubSpot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from handoff_worker.domain.models import ObjectType
+from handoff_worker.errors import HandoffError
+
+# Generic `object.*` events name the object type by id instead of by prefix.
+_OBJECT_TYPE_IDS = {"0-1": ObjectType.CONTACT, "0-3": ObjectType.DEAL}
+_PREFIXES = {"contact": ObjectType.CONTACT, "deal": ObjectType.DEAL}
+
+
+class EventKind(StrEnum):
+    PROPERTY_CHANGE = "propertyChange"
+    CREATION = "creation"
+    DELETION = "deletion"
+    MERGE = "merge"
+    RESTORE = "restore"
+    ASSOCIATION_CHANGE = "associationChange"
+    PRIVACY_DELETION = "privacyDeletion"
+    UNKNOWN = "unknown"
+
+
+class EventParseError(HandoffError):
+    """The payload is not a JSON array of HubSpot event objects."""
+
+    def __init__(self, message: str, *, index: int | None = None, field_name: str | None = None) -> None:
+        self.index = index
+        self.field_name = field_name
+        where = ""
+        if index is not None:
+            where = f"event [{index}]"
+            if field_name is not None:
+                where += f" field {field_name!r}"
+            where += ": "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    subscription_type: str
+    kind: EventKind
+    object_type: ObjectType | None  # None for types we do not know
+    object_id: str | None
+    event_id: str | None = None
+    portal_id: str | None = None
+    occurred_at: int | None = None
+    attempt_number: int = 0
+    property_name: str | None = None
+    property_value: str | None = None
+    change_source: str | None = None
+    source_id: str | None = None
+    primary_object_id: str | None = None
+    merged_object_ids: tuple[str, ...] = ()
+    new_object_id: str | None = None
+    association_type: str | None = None
+    from_object_id: str | None = None
+    to_object_id: str | None = None
+    association_removed: bool = False
+
+    def dedupe_key(self) -> str:
+        """A stable hash of what makes a delivery the same event. `eventId` alone is documented as
+        not unique, and `attemptNumber` is left out on purpose: a retry is the same event."""
+        parts = (
+            self.portal_id,
+            self.subscription_type,
+            self.object_id,
+            self.property_name,
+            self.property_value,
+            self.occurred_at,
+            self.event_id,
+        )
+        text = "\x1f".join("" if p is None else str(p) for p in parts)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def is_own_write(self, app_id: str) -> bool:
+        """Events caused by this app's own writes (HubSpot sends those back too)."""
+        return bool(app_id) and self.change_source == "INTEGRATION" and self.source_id == app_id
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def parse_events(payload: object) -> tuple[WebhookEvent, ...]:
+    """The decoded JSON body -> events. Raises `EventParseError` naming the index and field."""
+    if not isinstance(payload, list):
+        raise EventParseError(f"the body must be a JSON array of events, got {_json_kind(payload)}")
+    return tuple(_parse_one(item, index) for index, item in enumerate(payload))
+
+
+def _parse_one(item: object, index: int) -> WebhookEvent:
+    if not isinstance(item, dict):
+        raise EventParseError(f"must be a JSON object, got {_json_kind(item)}", index=index)
+    fields = _Fields(item, index)
+    subscription_type = fields.text("subscriptionType") or fields.text("eventType")
+    if not subscription_type:
+        raise EventParseError(
+            "missing: every event needs 'subscriptionType' (or 'eventType')",
+            index=index,
+            field_name="subscriptionType",
+        )
+    object_type, kind = _classify(subscription_type, fields.text("objectTypeId"))
+    if kind is EventKind.UNKNOWN:
+        # Acknowledged and counted, never failed: only the type is read.
+        return WebhookEvent(subscription_type=subscription_type, kind=kind, object_type=None, object_id=None)
+    object_id = fields.ident("objectId", required=kind is not EventKind.ASSOCIATION_CHANGE)
+    return WebhookEvent(
+        subscription_type=subscription_type,
+        kind=kind,
+        object_type=object_type,
+        object_id=object_id,
+        event_id=fields.ident("eventId"),
+        portal_id=fields.ident("portalId"),
+        occurred_at=fields.integer("occurredAt"),
+        attempt_number=fields.integer("attemptNumber") or 0,
+        property_name=fields.text("propertyName"),
+        property_value=fields.scalar_text("propertyValue"),
+        change_source=fields.text("changeSource"),
+        source_id=fields.scalar_text("sourceId"),  # "userId:5", an app id, ... not always numeric
+        primary_object_id=fields.ident("primaryObjectId"),
+        merged_object_ids=fields.idents("mergedObjectIds"),
+        new_object_id=fields.ident("newObjectId"),
+        association_type=fields.text("associationType"),
+        from_object_id=fields.ident("fromObjectId"),
+        to_object_id=fields.ident("toObjectId"),
+        association_removed=fields.flag("associationRemoved"),
+    )
+
+
+def _classify(subscription_type: str, object_type_id: str | None) -> tuple[ObjectType | None, EventKind]:
+    prefix, _, action = subscription_type.partition(".")
+    by_id = prefix == "object"
+    object_type = _OBJECT_TYPE_IDS.get(object_type_id or "") if by_id else _PREFIXES.get(prefix)
+    try:
+        kind = EventKind(action)
+    except ValueError:
+        kind = EventKind.UNKNOWN
+    if object_type is None or kind is EventKind.UNKNOWN:
+        return None, EventKind.UNKNOWN
+    if kind is EventKind.PRIVACY_DELETION and object_type is not ObjectType.CONTACT:
+        return None, EventKind.UNKNOWN
+    return object_type, kind
+
+
+class _Fields:
+    """Typed access to one event's fields; a wrong type raises naming index and field."""
+
+    def __init__(self, item: Mapping[str, object], index: int) -> None:
+        self._item = item
+        self._index = index
+
+    def _fail(self, name: str, expected: str) -> EventParseError:
+        got = _json_kind(self._item[name])
+        return EventParseError(f"must be {expected}, got {got}", index=self._index, field_name=name)
+
+    def text(self, name: str) -> str | None:
+        value = self._item.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._fail(name, "a string")
+        return value
+
+    def scalar_text(self, name: str) -> str | None:
+        """Property values arrive as strings, but numbers and booleans are tolerated."""
+        value = self._item.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        raise self._fail(name, "a string")
+
+    def integer(self, name: str) -> int | None:
+        value = self._item.get(name)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise self._fail(name, "an integer")
+
+    def ident(self, name: str, *, required: bool = False) -> str | None:
+        value = self._item.get(name)
+        if value is None:
+            if required:
+                raise EventParseError("missing: this event type needs it", index=self._index, field_name=name)
+            return None
+        return self._id_text(name, value)
+
+    def idents(self, name: str) -> tuple[str, ...]:
+        value = self._item.get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self._fail(name, "an array of ids")
+        return tuple(self._id_text(name, v) for v in value)
+
+    def flag(self, name: str) -> bool:
+        value = self._item.get(name)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self._fail(name, "true or false")
+        return value
+
+    def _id_text(self, name: str, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and value.isdigit():
+            return value
+        raise EventParseError(
+            f"must be a numeric id, got {_json_kind(value)}", index=self._index, field_name=name
+        )
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- which events call for work ------------------------------------------------------------------
+
+
+class UnitKind(StrEnum):
+    DEAL = "deal"  # re-run the handoff for one deal
+    CONTACT = "contact"  # re-run the lead handoff for one contact
+    FORGET = "forget"  # a record merged away or deleted: the ledger must follow
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    kind: UnitKind
+    object_id: str
+    # FORGET only: which object type, what happened, and the surviving record of a merge.
+    object_type: ObjectType | None = None
+    event: str | None = None
+    merged_into: str | None = None
+
+    @property
+    def coalesce_key(self) -> str:
+        """Units with the same key are one piece of work."""
+        if self.kind is UnitKind.FORGET:
+            return f"forget:{self.object_type}:{self.object_id}:{self.event}"
+        return f"{self.kind}:{self.object_id}"
+
+
+class Disposition(StrEnum):
+    WORK = "work"
+    OWN_WRITE = "own_write"  # caused by our own write: dropped
+    UNKNOWN_TYPE = "unknown_type"  # a type we do not know: acknowledged
+    IRRELEVANT = "irrelevant"  # cannot start or unblock a handoff
+
+
+@dataclass(frozen=True)
+class WatchedProperties:
+    """The property names whose changes may start a handoff (from the nurture rules)."""
+
+    deal: frozenset[str]
+    contact: frozenset[str]
+
+
+@dataclass(frozen=True)
+class EventDecision:
+    event: WebhookEvent
+    disposition: Disposition
+    units: tuple[WorkUnit, ...] = field(default=())
+
+
+def decide(event: WebhookEvent, *, watched: WatchedProperties, app_id: str) -> EventDecision:
+    """What one event calls for. Every event gets exactly one disposition."""
+    if event.kind is EventKind.UNKNOWN:
+        return EventDecision(event, Disposition.UNKNOWN_TYPE)
+    if event.is_own_write(app_id):
+        return EventDecision(event, Disposition.OWN_WRITE)
+    units = tuple(_units_for(event, watched))
+    return EventDecision(event, Disposition.WORK if units else Disposition.IRRELEVANT, units)
+
+
+def decide_all(
+    events: Sequence[WebhookEvent], *, watched: WatchedProperties, app_id: str
+) -> tuple[EventDecision, ...]:
+    return tuple(decide(e, watched=watched, app_id=app_id) for e in events)
+
+
+def _units_for(event: WebhookEvent, watched: WatchedProperties) -> Iterable[WorkUnit]:
+    object_type, object_id = event.object_type, event.object_id
+    handoff_kind = UnitKind.DEAL if object_type is ObjectType.DEAL else UnitKind.CONTACT
+    match event.kind:
+        case EventKind.PROPERTY_CHANGE:
+            names = watched.deal if object_type is ObjectType.DEAL else watched.contact
+            if object_id and event.property_name in names:
+                yield WorkUnit(handoff_kind, object_id)
+        case EventKind.CREATION:
+            # A deal can be created directly in a lost stage; a new contact cannot be a handoff
+            # until its lead status changes, which arrives as its own propertyChange.
+            if object_type is ObjectType.DEAL and object_id:
+                yield WorkUnit(UnitKind.DEAL, object_id)
+        case EventKind.RESTORE:
+            if object_id:
+                yield WorkUnit(handoff_kind, object_id)
+        case EventKind.ASSOCIATION_CHANGE:
+            deal_id = _associated_deal(event)
+            if deal_id and not event.association_removed:
+                yield WorkUnit(UnitKind.DEAL, deal_id)
+        case EventKind.DELETION | EventKind.PRIVACY_DELETION:
+            if object_id:
+                yield _forget(event, object_id, merged_into=None)
+        case EventKind.MERGE:
+            yield from _merge_units(event, handoff_kind)
+
+
+def _associated_deal(event: WebhookEvent) -> str | None:
+    """The deal of a deal-contact association change (a contact added to an already-lost deal)."""
+    match (event.association_type or "").upper():
+        case "DEAL_TO_CONTACT":
+            return event.from_object_id
+        case "CONTACT_TO_DEAL":
+            return event.to_object_id
+    return None
+
+
+def _merge_units(event: WebhookEvent, handoff_kind: UnitKind) -> Iterable[WorkUnit]:
+    survivor = event.new_object_id or event.primary_object_id or event.object_id
+    for merged_id in event.merged_object_ids:
+        if merged_id != survivor:
+            yield _forget(event, merged_id, merged_into=survivor)
+    if survivor:
+        # The surviving record may now carry the lost stage or the reason of a merged one.
+        yield WorkUnit(handoff_kind, survivor)
+
+
+def _forget(event: WebhookEvent, object_id: str, *, merged_into: str | None) -> WorkUnit:
+    names = {
+        EventKind.MERGE: "merge",
+        EventKind.DELETION: "deletion",
+        EventKind.PRIVACY_DELETION: "privacy_deletion",
+    }
+    return WorkUnit(
+        UnitKind.FORGET,
+        object_id,
+        object_type=event.object_type,
+        event=names[event.kind],
+        merged_into=merged_into,
+    )

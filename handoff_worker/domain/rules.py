@@ -1,0 +1,339 @@
+"""The handoff's decisions, as pure functions of data, config and `now`.
+
+Nothing here reads HubSpot, Redis or the clock: the engine gathers the facts, these functions
+decide, and the engine carries out the resulting `HandoffPlan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from handoff_worker.domain.models import CrmObject, Pipeline
+from handoff_worker.domain.nurture import (
+    DealRules,
+    LeadRules,
+    Nurture,
+    NurtureMethod,
+    NurtureRules,
+    ReasonRule,
+)
+
+# HubSpot's lifecycle stages from earliest to latest. `other` and portal-made stages are outside
+# this order: moving to or from them always takes a clear then a set.
+LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+)
+LIFECYCLE_PROPERTY = "lifecyclestage"
+EMAIL_PROPERTY = "email"
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class DealStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"  # closed with a probability above 0
+    LOST = "lost"
+    CLOSED_OTHER = "closed_other"  # closed-lost by HubSpot but excluded in the YAML
+    UNKNOWN = "unknown"  # pipeline or stage id not in the pipelines we know
+
+
+@dataclass(frozen=True)
+class StageCatalog:
+    """What each stage id of each pipeline means, derived once from the pipelines API."""
+
+    lost: Mapping[str, frozenset[str]]
+    closed: Mapping[str, frozenset[str]]
+    # HubSpot's own closed-lost stages, so a stage the YAML excludes is not mistaken for a win.
+    closed_at_zero: Mapping[str, frozenset[str]]
+    known: Mapping[str, frozenset[str]]
+
+    def status(self, pipeline_id: str | None, stage_id: str | None) -> DealStatus:
+        if not pipeline_id or not stage_id or stage_id not in self.known.get(pipeline_id, frozenset()):
+            return DealStatus.UNKNOWN
+        if stage_id in self.lost.get(pipeline_id, frozenset()):
+            return DealStatus.LOST
+        if stage_id not in self.closed.get(pipeline_id, frozenset()):
+            return DealStatus.OPEN
+        if stage_id in self.closed_at_zero.get(pipeline_id, frozenset()):
+            return DealStatus.CLOSED_OTHER
+        return DealStatus.WON
+
+
+def lost_stage_ids(pipelines: Sequence[Pipeline], deal_rules: DealRules) -> dict[str, frozenset[str]]:
+    """Per pipeline id: HubSpot's closed-lost stages plus the YAML's extra ones, minus excluded."""
+    lost: dict[str, frozenset[str]] = {}
+    for pipeline in pipelines:
+        by_metadata = {stage.id for stage in pipeline.stages if stage.is_closed_lost}
+        extra = deal_rules.extra_lost_stage_ids.get(pipeline.id, frozenset())
+        excluded = deal_rules.excluded_stage_ids.get(pipeline.id, frozenset())
+        lost[pipeline.id] = frozenset((by_metadata | extra) - excluded)
+    return lost
+
+
+def known_stage_ids(pipelines: Sequence[Pipeline]) -> dict[str, frozenset[str]]:
+    return {pipeline.id: frozenset(stage.id for stage in pipeline.stages) for pipeline in pipelines}
+
+
+def stage_catalog(pipelines: Sequence[Pipeline], deal_rules: DealRules) -> StageCatalog:
+    return StageCatalog(
+        lost=lost_stage_ids(pipelines, deal_rules),
+        closed={p.id: frozenset(s.id for s in p.stages if s.is_closed) for p in pipelines},
+        closed_at_zero={p.id: frozenset(s.id for s in p.stages if s.is_closed_lost) for p in pipelines},
+        known=known_stage_ids(pipelines),
+    )
+
+
+def is_deal_lost(
+    pipeline_id: str | None,
+    stage_id: str | None,
+    lost_by_pipeline: Mapping[str, frozenset[str]],
+    known_by_pipeline: Mapping[str, frozenset[str]],
+) -> bool | None:
+    """True/False, or None when the stage id is unknown: the caller must refresh its pipelines."""
+    if not pipeline_id or not stage_id or stage_id not in known_by_pipeline.get(pipeline_id, frozenset()):
+        return None
+    return stage_id in lost_by_pipeline.get(pipeline_id, frozenset())
+
+
+def is_unqualified(contact_properties: Mapping[str, str | None], lead_rules: LeadRules) -> bool:
+    if not lead_rules.enabled:
+        return False
+    status = contact_properties.get(lead_rules.status_property) or ""
+    return status.strip().casefold() == lead_rules.unqualified_value.strip().casefold()
+
+
+# --------------------------------------------------------------------------- contacts
+
+
+class SkipReason(StrEnum):
+    OPEN_DEAL = "open_deal"  # still on another open deal: sales is working it
+    CUSTOMER = "customer"  # a customer (lifecycle or a won deal): never moved back
+    ALREADY_RECYCLED = "already_recycled"  # every step for this loss is done
+    NO_EMAIL = "no_email"  # a workflow nurture enrolls by email and there is none
+    NOT_RECYCLED = "not_recycled"  # the reason leaves contacts alone
+    ARCHIVED = "archived"
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: bool
+    skip_reason: SkipReason | None = None
+    detail: str = ""
+
+
+ELIGIBLE = Eligibility(True)
+
+
+def contact_eligibility(
+    contact: CrmObject,
+    *,
+    deal_id: str | None,
+    other_deals: Sequence[CrmObject],
+    stages: StageCatalog,
+    rules: NurtureRules,
+    needs_email: bool,
+    already_recycled_for_deal: bool,
+) -> Eligibility:
+    """May this contact be handed back to marketing? `other_deals` may include `deal_id` itself."""
+    if already_recycled_for_deal:
+        return Eligibility(False, SkipReason.ALREADY_RECYCLED, "every step for this loss is done")
+    if contact.archived:
+        return Eligibility(False, SkipReason.ARCHIVED, "the contact is archived")
+    recycling = rules.recycling
+    stage = (contact.get(LIFECYCLE_PROPERTY) or "").strip()
+    if recycling.protect_customers and stage in recycling.customer_lifecycle_stages:
+        return Eligibility(False, SkipReason.CUSTOMER, f"lifecycle stage is {stage}")
+    for deal in other_deals:
+        if deal.id == deal_id:
+            continue
+        status = stages.status(deal.get("pipeline"), deal.get("dealstage"))
+        if status is DealStatus.WON and recycling.protect_customers:
+            return Eligibility(False, SkipReason.CUSTOMER, f"deal {deal.id} is won")
+        # A deal in a stage we cannot place is treated as open: never recycle on a guess.
+        if status in {DealStatus.OPEN, DealStatus.UNKNOWN} and recycling.skip_contacts_with_open_deals:
+            return Eligibility(False, SkipReason.OPEN_DEAL, f"deal {deal.id} is {status.value}")
+    if needs_email and not (contact.get(EMAIL_PROPERTY) or "").strip():
+        return Eligibility(False, SkipReason.NO_EMAIL, "a workflow nurture enrolls by email")
+    return ELIGIBLE
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+class LifecycleWrite(StrEnum):
+    NONE = "none"  # already there, or the reason leaves the stage alone
+    SET = "set"  # forward (or from empty): HubSpot accepts a plain write
+    CLEAR_THEN_SET = "clear_then_set"  # backward or outside the order: two separate requests
+
+
+def target_lifecycle(reason_rule: ReasonRule, rules: NurtureRules) -> str | None:
+    if reason_rule.lifecycle_stage:
+        return reason_rule.lifecycle_stage
+    return rules.recycling.default_lifecycle_stage if reason_rule.recycle else None
+
+
+def lifecycle_writes(current_stage: str | None, target: str | None) -> LifecycleWrite:
+    current = (current_stage or "").strip()
+    if not target or current == target:
+        return LifecycleWrite.NONE
+    if not current:
+        return LifecycleWrite.SET  # an empty stage takes any value
+    if current in LIFECYCLE_ORDER and target in LIFECYCLE_ORDER:
+        forward = LIFECYCLE_ORDER.index(target) > LIFECYCLE_ORDER.index(current)
+        return LifecycleWrite.SET if forward else LifecycleWrite.CLEAR_THEN_SET
+    # `other` or a portal's own stage: its place is unknown, so HubSpot may refuse a plain write.
+    return LifecycleWrite.CLEAR_THEN_SET
+
+
+# --------------------------------------------------------------------------- owner tasks
+
+
+def owner_task_due(now: datetime, sla_hours: float) -> datetime:
+    return now + timedelta(hours=sla_hours)
+
+
+def needs_escalation(
+    waiting_since: datetime, now: datetime, sla_hours: float, already_escalated: bool
+) -> bool:
+    return not already_escalated and now - waiting_since >= timedelta(hours=sla_hours)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class ContactAction:
+    """What to do to one contact. `set_properties` go out in ONE batch update (after the clear,
+    when there is one): lifecycle, markers and property nurtures together."""
+
+    contact_id: str
+    email: str | None
+    lifecycle_write: LifecycleWrite
+    target_stage: str | None
+    set_properties: Mapping[str, str]
+    nurtures: tuple[Nurture, ...]  # workflow and list nurtures, carried out after the set
+    resumed: bool = False  # lifecycle already done for this loss: only missing nurtures remain
+
+
+@dataclass(frozen=True)
+class ContactSkip:
+    contact_id: str
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class HandoffPlan:
+    reason: ReasonRule
+    target_stage: str | None
+    actions: tuple[ContactAction, ...]
+    skipped: tuple[ContactSkip, ...]
+    nurtures: tuple[Nurture, ...]
+
+
+def batched_nurtures(reason: ReasonRule) -> tuple[Nurture, ...]:
+    """Workflow and list nurtures: those carried out after the lifecycle write, each a ledger step."""
+    return tuple(n for n in reason.nurtures if n.method is not NurtureMethod.PROPERTY)
+
+
+def needs_email(reason: ReasonRule) -> bool:
+    return reason.recycle and any(n.method is NurtureMethod.WORKFLOW for n in reason.nurtures)
+
+
+def marker_values(
+    rules: NurtureRules, reason: ReasonRule, deal_id: str | None, now: datetime
+) -> dict[str, str]:
+    markers = {
+        rules.markers.recycled_at: now.isoformat(timespec="seconds"),
+        rules.markers.reason: reason.label,
+    }
+    if deal_id:
+        markers[rules.markers.source_deal] = deal_id
+    return markers
+
+
+def build_plan(
+    *,
+    reason: ReasonRule,
+    rules: NurtureRules,
+    deal_id: str | None,
+    contacts: Sequence[CrmObject],
+    other_deals_by_contact: Mapping[str, Sequence[CrmObject]],
+    stages: StageCatalog,
+    lifecycle_done: frozenset[str],
+    fully_done: frozenset[str],
+    now: datetime,
+) -> HandoffPlan:
+    """Which contacts to hand back (and how), which to skip (and why), for one loss.
+
+    `lifecycle_done`: contacts whose lifecycle step this loss already did (only nurtures may be
+    missing; their eligibility is not asked again, so a half-done contact is always finished).
+    `fully_done`: contacts with every step done.
+    """
+    target = target_lifecycle(reason, rules)
+    if not reason.recycle and target is None:
+        skips = tuple(
+            ContactSkip(c.id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}") for c in contacts
+        )
+        return HandoffPlan(reason, None, (), skips, ())
+    nurtures = batched_nurtures(reason) if reason.recycle else ()
+    actions: list[ContactAction] = []
+    skipped: list[ContactSkip] = []
+    for contact in contacts:
+        if contact.id in lifecycle_done and contact.id not in fully_done:
+            actions.append(_resumed_action(contact, nurtures))
+            continue
+        verdict = contact_eligibility(
+            contact,
+            deal_id=deal_id,
+            other_deals=other_deals_by_contact.get(contact.id, ()),
+            stages=stages,
+            rules=rules,
+            needs_email=needs_email(reason),
+            already_recycled_for_deal=contact.id in fully_done,
+        )
+        if not verdict.eligible:
+            assert verdict.skip_reason is not None
+            skipped.append(ContactSkip(contact.id, verdict.skip_reason, verdict.detail))
+            continue
+        actions.append(_fresh_action(contact, reason, rules, target, nurtures, deal_id, now))
+    return HandoffPlan(
+        reason, target, tuple(actions), tuple(skipped), reason.nurtures if reason.recycle else ()
+    )
+
+
+def _resumed_action(contact: CrmObject, nurtures: tuple[Nurture, ...]) -> ContactAction:
+    return ContactAction(
+        contact.id, contact.get(EMAIL_PROPERTY), LifecycleWrite.NONE, None, {}, nurtures, resumed=True
+    )
+
+
+def _fresh_action(
+    contact: CrmObject,
+    reason: ReasonRule,
+    rules: NurtureRules,
+    target: str | None,
+    nurtures: tuple[Nurture, ...],
+    deal_id: str | None,
+    now: datetime,
+) -> ContactAction:
+    write = lifecycle_writes(contact.get(LIFECYCLE_PROPERTY), target)
+    properties: dict[str, str] = {}
+    if write is not LifecycleWrite.NONE and target:
+        properties[LIFECYCLE_PROPERTY] = target
+    if reason.recycle:
+        properties.update(marker_values(rules, reason, deal_id, now))
+        for nurture in reason.nurtures:
+            if nurture.method is NurtureMethod.PROPERTY and nurture.property_name:
+                properties[nurture.property_name] = nurture.property_value or ""
+    return ContactAction(contact.id, contact.get(EMAIL_PROPERTY), write, target, properties, nurtures)

@@ -1,0 +1,32 @@
+"""gunicorn settings for the web process (the Procfile's `web:` line).
+
+WEB_CONCURRENCY worker processes (default 2), each with WEB_THREADS threads (default 8) since a
+request mostly waits on Redis; bound to PORT (default 8000). HubSpot gives up after 5 s, so a
+request running for 30 s is stuck and its worker is replaced.
+
+With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty writable directory so /metrics
+adds up every worker's numbers; `child_exit` below tidies a dead worker's files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "8"))
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Requests are small; this bounds a slow client holding a thread.
+limit_request_line = 8190
+accesslog = None  # the app writes one JSON line per request itself
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,73 @@
+"""Handoffs that failed for good wait here, never lost, until ops replay or remove them.
+
+One JSON record per deal/contact in a Redis hash: the error, how many attempts, when it first and
+last failed. A later success removes the record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import redis
+
+from handoff_worker.state import KEY_PREFIX
+
+DEADLETTER_KEY = f"{KEY_PREFIX}deadletter"
+
+
+@dataclass(frozen=True)
+class FailedHandoff:
+    kind: str  # "deal" or "contact"
+    object_id: str
+    error: str
+    attempts: int
+    first_failed_at: str
+    last_failed_at: str
+    trigger: str = ""
+    permanent: bool = False  # a step the config or data must fix (replay after fixing)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.object_id}"
+
+
+def record_failure(
+    client: redis.Redis,
+    kind: str,
+    object_id: str,
+    *,
+    error: str,
+    attempts: int,
+    now: datetime,
+    trigger: str = "",
+    permanent: bool = False,
+) -> FailedHandoff:
+    previous = get_failure(client, kind, object_id)
+    failure = FailedHandoff(
+        kind=kind,
+        object_id=object_id,
+        error=error,
+        attempts=(previous.attempts if previous else 0) + attempts,
+        first_failed_at=previous.first_failed_at if previous else now.isoformat(),
+        last_failed_at=now.isoformat(),
+        trigger=trigger,
+        permanent=permanent,
+    )
+    client.hset(DEADLETTER_KEY, failure.key, json.dumps(asdict(failure)))
+    return failure
+
+
+def get_failure(client: redis.Redis, kind: str, object_id: str) -> FailedHandoff | None:
+    raw = client.hget(DEADLETTER_KEY, f"{kind}:{object_id}")
+    return FailedHandoff(**json.loads(str(raw))) if raw else None
+
+
+def list_failures(client: redis.Redis) -> list[FailedHandoff]:
+    records = [FailedHandoff(**json.loads(raw)) for raw in client.hvals(DEADLETTER_KEY)]
+    return sorted(records, key=lambda f: f.first_failed_at)
+
+
+def remove_failure(client: redis.Redis, kind: str, object_id: str) -> bool:
+    return bool(client.hdel(DEADLETTER_KEY, f"{kind}:{object_id}"))

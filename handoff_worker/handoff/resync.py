@@ -1,0 +1,635 @@
+"""Resync: find lost deals and unqualified leads that webhooks missed, and hand them off.
+
+A sweep searches HubSpot for every deal in a closed-lost stage and every contact in the
+unqualified lead status modified inside a window, and sends each through the same idempotent
+handoff as a webhook would. What the ledger says is done is skipped; the rest is queued.
+
+HubSpot's search stops at 10,000 results per query, so the walk sorts ascending by the
+modified-date property and, before reaching the cap, starts a new query from the last timestamp
+seen. Records sharing that timestamp come back again in the new query; the ids already seen at it
+are remembered and skipped, so nothing is lost or doubled at the seam.
+
+Only one sweep runs at a time across every host (a Redis lock with a token, renewed while the sweep
+runs). The scheduled sweep starts from the last successful sweep's watermark minus a lookback
+(search lags writes by seconds) and moves the watermark only when it finished without failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Protocol
+
+import redis
+
+from handoff_worker.domain.models import CrmObject, NewTask, ObjectType, Pipeline, SearchFilter
+from handoff_worker.domain.nurture import DealRules, NurtureRules
+from handoff_worker.domain.rules import lost_stage_ids
+from handoff_worker.errors import HandoffError
+from handoff_worker.handoff.ledger import Ledger, Waiting
+from handoff_worker.hubspot.protocol import HubSpotGateway
+from handoff_worker.state import KEY_PREFIX
+
+log = logging.getLogger(__name__)
+
+# HubSpot's search limits: 200 results a page, 10,000 results per query, at most 5 filter groups
+# of at most 6 filters. IN lists are kept to 100 values each, HubSpot's documented maximum.
+SEARCH_PAGE_SIZE = 200
+SEARCH_RESULT_CAP = 10_000
+MAX_FILTER_GROUPS = 5
+MAX_IN_VALUES = 100
+
+# Deals and contacts name their last-modified property differently.
+MODIFIED_PROPERTY: dict[ObjectType, str] = {
+    ObjectType.DEAL: "hs_lastmodifieddate",
+    ObjectType.CONTACT: "lastmodifieddate",
+}
+
+LOCK_KEY = f"{KEY_PREFIX}resync:lock"
+WATERMARK_KEY = f"{KEY_PREFIX}resync:watermark"
+LAST_SWEEP_KEY = f"{KEY_PREFIX}resync:last_sweep"
+# Without a watermark (first sweep ever) the scheduled sweep looks back this far.
+FIRST_SWEEP_LOOKBACK = timedelta(days=1)
+
+_RELATIVE_RE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class ResyncError(HandoffError):
+    """A sweep cannot run or cannot finish correctly."""
+
+
+class SweepBusyError(ResyncError):
+    """Another sweep holds the lock."""
+
+
+# --------------------------------------------------------------------------- time
+
+
+def parse_moment(text: str, *, now: datetime, option: str = "--since") -> datetime:
+    """`24h`, `90d`, `30m`, `2w` (that long before `now`), or an ISO date/time (UTC if no zone)."""
+    relative = _RELATIVE_RE.match(text)
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ResyncError(
+            f"{option} {text!r} is neither a duration nor a date: write e.g. {option} 24h, "
+            f"{option} 90d or {option} 2026-11-01 (ISO dates and times, UTC unless a zone is given)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def modified_ms(record: CrmObject, property_name: str) -> int:
+    """The record's last-modified time in ms. HubSpot returns ISO text; ms digits are accepted too."""
+    raw = record.get(property_name)
+    if raw:
+        if raw.isdigit():
+            return int(raw)
+        return to_ms(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+    if record.updated_at is not None:
+        return to_ms(record.updated_at)
+    raise ResyncError(
+        f"{record.id} came back from search without {property_name}: cannot order the walk by it"
+    )
+
+
+# --------------------------------------------------------------------------- search walk
+
+
+def chunk_in_filter(property_name: str, values: Sequence[str]) -> list[list[SearchFilter]]:
+    """One filter group per chunk of values (OR of groups), each an IN of at most 100 values."""
+    ordered = sorted(set(values))
+    return [
+        [SearchFilter(property_name, "IN", values=tuple(ordered[i : i + MAX_IN_VALUES]))]
+        for i in range(0, len(ordered), MAX_IN_VALUES)
+    ]
+
+
+def walk_modified(
+    gateway: HubSpotGateway,
+    object_type: ObjectType,
+    filter_groups: Sequence[Sequence[SearchFilter]],
+    *,
+    since: datetime,
+    until: datetime,
+    properties: Sequence[str] = (),
+    page_size: int = SEARCH_PAGE_SIZE,
+    result_cap: int = SEARCH_RESULT_CAP,
+    on_page: Callable[[], None] | None = None,
+) -> Iterator[CrmObject]:
+    """Every record matching any of `filter_groups` modified in [since, until], each once.
+
+    More than 5 groups are split into several walks (HubSpot's limit per query). `on_page` is
+    called after each page, e.g. to renew a lock or stop a sweep that lost it.
+    """
+    if not filter_groups:
+        return
+    for start in range(0, len(filter_groups), MAX_FILTER_GROUPS):
+        yield from _walk_one_query_set(
+            gateway,
+            object_type,
+            filter_groups[start : start + MAX_FILTER_GROUPS],
+            since_ms=to_ms(since),
+            until_ms=to_ms(until),
+            properties=properties,
+            page_size=page_size,
+            result_cap=result_cap,
+            on_page=on_page,
+        )
+
+
+def _walk_one_query_set(
+    gateway: HubSpotGateway,
+    object_type: ObjectType,
+    filter_groups: Sequence[Sequence[SearchFilter]],
+    *,
+    since_ms: int,
+    until_ms: int,
+    properties: Sequence[str],
+    page_size: int,
+    result_cap: int,
+    on_page: Callable[[], None] | None,
+) -> Iterator[CrmObject]:
+    modified = MODIFIED_PROPERTY[object_type]
+    wanted = list(dict.fromkeys([*properties, modified]))
+    cursor = since_ms
+    # The newest timestamp seen and the ids seen at it: the seam between two queries.
+    last_stamp = since_ms
+    ids_at_last_stamp: set[str] = set()
+    while True:
+        groups = [
+            [*group, SearchFilter(modified, "GTE", str(cursor)), SearchFilter(modified, "LTE", str(until_ms))]
+            for group in filter_groups
+        ]
+        fetched = 0
+        after: str | None = None
+        while True:
+            page = gateway.search(
+                object_type,
+                groups,
+                properties=wanted,
+                sort_property=modified,
+                ascending=True,
+                limit=page_size,
+                after=after,
+            )
+            fetched += len(page.results)
+            for record in page.results:
+                stamp = modified_ms(record, modified)
+                if stamp == last_stamp and record.id in ids_at_last_stamp:
+                    continue  # already yielded before the restart
+                if stamp > last_stamp:
+                    last_stamp, ids_at_last_stamp = stamp, set()
+                ids_at_last_stamp.add(record.id)
+                yield record
+            if on_page is not None:
+                on_page()
+            if page.next_after is None or not page.results:
+                return
+            if fetched + page_size > result_cap:
+                break  # the next page would pass HubSpot's cap: restart from the last timestamp
+            after = page.next_after
+        if last_stamp == cursor:
+            raise ResyncError(
+                f"more than {result_cap:,} {object_type.value} share {modified} = {last_stamp} ms: "
+                "search cannot page past them. Hand them off by id (resync --deal ID) or ask HubSpot "
+                "support; the sweep stopped here so the watermark does not move past them."
+            )
+        cursor = last_stamp
+
+
+# --------------------------------------------------------------------------- lost stages
+
+
+def all_lost_stage_ids(pipelines: Sequence[Pipeline], deal_rules: DealRules) -> set[str]:
+    """Every pipeline's lost stage ids in one set: stage ids are unique across an account's deal
+    pipelines, so one `dealstage IN (...)` filter covers them all."""
+    return {stage for stages in lost_stage_ids(pipelines, deal_rules).values() for stage in stages}
+
+
+# --------------------------------------------------------------------------- lock
+
+
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_EXTEND_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class SweepLock:
+    """One sweep at a time across hosts. The token makes sure only the holder extends or releases;
+    a background thread renews the expiry so a long sweep keeps it, and a crashed one frees it
+    within `ttl_seconds`. If renewal fails the sweep sees `lost` and stops."""
+
+    def __init__(self, client: redis.Redis, *, key: str = LOCK_KEY, ttl_seconds: float = 60.0) -> None:
+        self._redis = client
+        self.key = key
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.token = secrets.token_hex(16)
+        self.lost = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._release = client.register_script(_RELEASE_LUA)
+        self._extend = client.register_script(_EXTEND_LUA)
+
+    def acquire(self, *, wait_seconds: float = 0.0) -> bool:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            if self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
+                self._start_renewal()
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+
+    def extend(self) -> bool:
+        ok = bool(self._extend(keys=[self.key], args=[self.token, self.ttl_ms]))
+        if not ok:
+            self.lost = True
+        return ok
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        self._release(keys=[self.key], args=[self.token])
+
+    def check(self) -> None:
+        """Raise if the lock was lost, so a sweep never runs beside another one."""
+        if self.lost:
+            raise ResyncError(
+                f"the resync lock {self.key} expired or was taken while this sweep ran; stopped so "
+                "two sweeps never work at once. The next sweep picks up from the watermark."
+            )
+
+    def _start_renewal(self) -> None:
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="resync-lock", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                if not self.extend():
+                    return
+            except redis.RedisError:
+                log.warning("could not renew the resync lock %s; retrying", self.key)
+
+    def __enter__(self) -> SweepLock:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------- watermark
+
+
+def read_watermark(client: redis.Redis) -> datetime | None:
+    raw = client.get(WATERMARK_KEY)
+    return datetime.fromisoformat(str(raw)) if raw else None
+
+
+def write_watermark(client: redis.Redis, moment: datetime) -> None:
+    client.set(WATERMARK_KEY, moment.astimezone(UTC).isoformat())
+
+
+def scheduled_window(
+    client: redis.Redis, *, now: datetime, lookback_minutes: int
+) -> tuple[datetime, datetime]:
+    """[watermark - lookback, now]; the first sweep ever looks back one day."""
+    watermark = read_watermark(client)
+    start = (watermark or now - FIRST_SWEEP_LOOKBACK) - timedelta(minutes=lookback_minutes)
+    return start, now
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+class HandoffSink(Protocol):
+    """Where found records go: queued for a Celery worker, run inline, or only counted (dry run)."""
+
+    def deal(self, deal_id: str) -> None: ...
+
+    def contact(self, contact_id: str) -> None: ...
+
+
+class DoneCheck(Protocol):
+    """The engine's ledger, asked whether a record's handoff is already complete."""
+
+    def deal_done(self, deal_id: str) -> bool: ...
+
+    def contact_done(self, contact_id: str) -> bool: ...
+
+
+class NothingDone:
+    """A ledger that knows nothing: every record is sent and the engine itself skips what is done."""
+
+    def deal_done(self, deal_id: str) -> bool:
+        return False
+
+    def contact_done(self, contact_id: str) -> bool:
+        return False
+
+
+@dataclass
+class ResyncSummary:
+    since: str = ""
+    until: str = ""
+    dry_run: bool = False
+    deals_found: int = 0
+    contacts_found: int = 0
+    already_done: int = 0
+    queued: int = 0
+    waiting_for_reason: int = 0
+    waiting_requeued: int = 0
+    escalated: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return self.deals_found + self.contacts_found
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "found": self.found, "ok": self.ok}
+
+
+ProgressCallback = Callable[[ResyncSummary], None]
+
+
+@dataclass
+class ResyncRequest:
+    since: datetime
+    until: datetime
+    deal_ids: tuple[str, ...] = ()
+    include_contacts: bool = True
+    dry_run: bool = False
+
+
+class Resync:
+    """One sweep over a window. Construct with what it needs; `run` does the work."""
+
+    def __init__(
+        self,
+        gateway: HubSpotGateway,
+        rules: NurtureRules,
+        sink: HandoffSink,
+        *,
+        done: DoneCheck | None = None,
+        waiting: WaitingRevisit | None = None,
+        page_size: int = SEARCH_PAGE_SIZE,
+        result_cap: int = SEARCH_RESULT_CAP,
+    ) -> None:
+        self.gateway = gateway
+        self.rules = rules
+        self.sink = sink
+        self.done: DoneCheck = done or NothingDone()
+        self.waiting = waiting
+        self.page_size = page_size
+        self.result_cap = result_cap
+
+    def run(
+        self,
+        request: ResyncRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        lock: SweepLock | None = None,
+    ) -> ResyncSummary:
+        summary = ResyncSummary(
+            since=request.since.isoformat(), until=request.until.isoformat(), dry_run=request.dry_run
+        )
+
+        def on_page() -> None:
+            if lock is not None:
+                lock.check()
+            if progress is not None:
+                progress(summary)
+
+        try:
+            if request.deal_ids:
+                for deal_id in request.deal_ids:
+                    summary.deals_found += 1
+                    self._send(summary, "deal", deal_id, request.dry_run)
+            else:
+                self._sweep_deals(summary, request, on_page)
+                if request.include_contacts and self.rules.leads.enabled:
+                    self._sweep_contacts(summary, request, on_page)
+                if self.waiting is not None:
+                    self.waiting.revisit(summary, dry_run=request.dry_run, sink=self.sink)
+        except HandoffError as exc:
+            # The walk cannot go on (HubSpot failed, or the seam check stopped it); what was
+            # queued stays queued and the watermark stays where it was.
+            summary.failed += 1
+            summary.errors.append(str(exc))
+        if progress is not None:
+            progress(summary)
+        return summary
+
+    def _sweep_deals(
+        self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
+    ) -> None:
+        lost = all_lost_stage_ids(self.gateway.deal_pipelines(), self.rules.deals)
+        if not lost:
+            summary.errors.append("no closed-lost stage in any deal pipeline: no deal to look for")
+            return
+        for deal in walk_modified(
+            self.gateway,
+            ObjectType.DEAL,
+            chunk_in_filter("dealstage", sorted(lost)),
+            since=request.since,
+            until=request.until,
+            properties=("dealstage",),
+            page_size=self.page_size,
+            result_cap=self.result_cap,
+            on_page=on_page,
+        ):
+            summary.deals_found += 1
+            self._send(summary, "deal", deal.id, request.dry_run)
+
+    def _sweep_contacts(
+        self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
+    ) -> None:
+        leads = self.rules.leads
+        groups = [[SearchFilter(leads.status_property, "EQ", leads.unqualified_value)]]
+        for contact in walk_modified(
+            self.gateway,
+            ObjectType.CONTACT,
+            groups,
+            since=request.since,
+            until=request.until,
+            properties=(leads.status_property,),
+            page_size=self.page_size,
+            result_cap=self.result_cap,
+            on_page=on_page,
+        ):
+            summary.contacts_found += 1
+            self._send(summary, "contact", contact.id, request.dry_run)
+
+    def _send(self, summary: ResyncSummary, kind: str, object_id: str, dry_run: bool) -> None:
+        is_done = self.done.deal_done if kind == "deal" else self.done.contact_done
+        if is_done(object_id):
+            summary.already_done += 1
+            return
+        if dry_run:
+            summary.queued += 1  # would be queued
+            return
+        try:
+            (self.sink.deal if kind == "deal" else self.sink.contact)(object_id)
+        except Exception as exc:
+            summary.failed += 1
+            summary.errors.append(f"{kind} {object_id}: {exc}")
+            log.warning("resync could not hand off %s %s: %s", kind, object_id, exc)
+        else:
+            summary.queued += 1
+
+
+class WaitingRevisit(Protocol):
+    """Deals waiting for a lost reason: re-run those that now have one, escalate overdue ones."""
+
+    def revisit(self, summary: ResyncSummary, *, dry_run: bool, sink: HandoffSink) -> None: ...
+
+
+class LedgerDoneCheck:
+    """The engine's ledger: a record whose latest loss was handed off in full is not queued again."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def deal_done(self, deal_id: str) -> bool:
+        return self.ledger.is_complete("deal", deal_id)
+
+    def contact_done(self, contact_id: str) -> bool:
+        return self.ledger.is_complete("contact", contact_id)
+
+
+class WaitingForReason:
+    """Revisits the engine's "waiting for a reason" records.
+
+    A record whose reason is now set is handed off again (the engine decides what that means). One
+    still without a reason after the YAML's `owner_tasks.sla_hours` is escalated once: a task for
+    `owner_tasks.escalation_owner_id`, then the record is marked escalated so no later sweep
+    repeats it. Only one sweep runs at a time (the lock), so two sweeps never escalate together.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: HubSpotGateway,
+        rules: NurtureRules,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ledger = ledger
+        self.gateway = gateway
+        self.rules = rules
+        self.clock = clock
+
+    def revisit(self, summary: ResyncSummary, *, dry_run: bool, sink: HandoffSink) -> None:
+        waiting = self.ledger.list_waiting()
+        summary.waiting_for_reason = len(waiting)
+        for kind, object_type, reason_property in (
+            ("deal", ObjectType.DEAL, self.rules.deals.reason_property),
+            ("contact", ObjectType.CONTACT, self.rules.leads.reason_property),
+        ):
+            of_kind = [w for w in waiting if w.kind == kind]
+            if not of_kind:
+                continue
+            records = self.gateway.batch_read(object_type, [w.object_id for w in of_kind], [reason_property])
+            reasons = {r.id: (r.get(reason_property) or "").strip() for r in records}
+            for record in of_kind:
+                if reasons.get(record.object_id):
+                    summary.waiting_requeued += 1
+                    if not dry_run:
+                        (sink.deal if kind == "deal" else sink.contact)(record.object_id)
+                elif self._overdue(record):
+                    summary.escalated += 1
+                    if not dry_run:
+                        self._escalate(record, object_type)
+
+    def _overdue(self, record: Waiting) -> bool:
+        tasks = self.rules.owner_tasks
+        if record.escalated or not tasks.escalation_owner_id:
+            return False
+        since = datetime.fromisoformat(record.since)
+        return self.clock() - since >= timedelta(hours=tasks.sla_hours)
+
+    def _escalate(self, record: Waiting, object_type: ObjectType) -> None:
+        tasks = self.rules.owner_tasks
+        name = record.name or f"{object_type.value[:-1]} {record.object_id}"
+        self.gateway.create_task(
+            NewTask(
+                subject=tasks.escalation_subject.format(deal_name=name),
+                body=(
+                    f"No lost reason on {name} since {record.since}; the nurture waits for it. "
+                    f"Set {self._reason_property(object_type)} and the next resync hands it off."
+                ),
+                owner_id=tasks.escalation_owner_id,
+                due_at=self.clock(),
+                deal_id=record.object_id if object_type is ObjectType.DEAL else None,
+                contact_id=record.object_id if object_type is ObjectType.CONTACT else None,
+            )
+        )
+        self.ledger.mark_escalated(record)
+
+    def _reason_property(self, object_type: ObjectType) -> str:
+        if object_type is ObjectType.DEAL:
+            return self.rules.deals.reason_property
+        return self.rules.leads.reason_property
+
+
+def run_locked(
+    client: redis.Redis,
+    resync: Resync,
+    request: ResyncRequest,
+    *,
+    wait_seconds: float = 0.0,
+    advance_watermark: bool = False,
+    progress: ProgressCallback | None = None,
+    lock_ttl_seconds: float = 60.0,
+) -> ResyncSummary:
+    """Run one sweep under the cross-host lock. Raises SweepBusyError when another sweep runs.
+
+    With `advance_watermark`, a sweep that finished without failures moves the watermark to its
+    window's end; a failed sweep leaves it, so the next one covers the same ground again.
+    """
+    if request.dry_run:
+        # A dry run changes nothing, not even the lock, so it can run beside a real sweep.
+        return resync.run(request, progress=progress)
+    lock = SweepLock(client, ttl_seconds=lock_ttl_seconds)
+    if not lock.acquire(wait_seconds=wait_seconds):
+        raise SweepBusyError(
+            f"another resync is running (lock {LOCK_KEY} is held); it covers the same deals. "
+            "Wait for it, or pass --wait SECONDS to queue behind it."
+        )
+    with lock:
+        summary = resync.run(request, progress=progress, lock=lock)
+        lock.check()
+        if summary.ok and advance_watermark:
+            write_watermark(client, request.until)
+    client.set(LAST_SWEEP_KEY, summary.until)
+    return summary

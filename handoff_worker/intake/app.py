@@ -1,0 +1,199 @@
+"""The intake's Flask app: `POST /webhooks/hubspot`, `/healthz`, `/readyz`, `/metrics`.
+
+The webhook handler verifies, parses, dedupes, enqueues and answers. It never calls HubSpot and
+applies no business rule; the tasks re-read HubSpot and decide.
+
+Answers: 204 when every event is durably queued (or deliberately dropped or a duplicate), 401 for a
+missing, wrong or stale signature, 400 for a body that is not an array of events, 413 too big, 415
+not JSON, 503 when Redis or the queue cannot take the events (HubSpot then retries). Never a 500
+with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from celery import Celery
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from handoff_worker.celery_app import create_celery
+from handoff_worker.domain.events import (
+    Disposition,
+    EventDecision,
+    WatchedProperties,
+    decide_all,
+)
+from handoff_worker.domain.nurture import NurtureRules
+from handoff_worker.intake import metrics
+from handoff_worker.intake.dispatch import Dispatcher, DispatchResult, QueueUnavailableError
+from handoff_worker.intake.webhook import HubSpotWebhook, RejectedRequestError
+from handoff_worker.settings import Settings
+from handoff_worker.state import redis_client as make_redis_client
+
+WEBHOOK_PATH = "/webhooks/hubspot"
+# Well inside HubSpot's 5 s: a slow Redis turns into a 503 and a retry, never a timeout.
+REDIS_TIMEOUT_SECONDS = 1.0
+
+log = logging.getLogger("handoff_worker.intake")
+
+
+def watched_properties(rules: NurtureRules) -> WatchedProperties:
+    """The property names whose changes can start or unblock a handoff."""
+    return WatchedProperties(
+        deal=frozenset({"dealstage", rules.deals.reason_property}),
+        contact=frozenset({rules.leads.status_property, rules.leads.reason_property}),
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    rules: NurtureRules | None = None,
+    redis_client: redis.Redis | None = None,
+    celery_app: Celery | None = None,
+) -> Flask:
+    app = Flask("handoff_worker.intake")
+    if settings.trusted_proxy_count > 0:
+        hops = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # the documented way to wrap
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+    redis_conn = redis_client or make_redis_client(settings, socket_timeout=REDIS_TIMEOUT_SECONDS)
+    celery = celery_app or create_celery(settings)
+    intake = _Intake(
+        settings=settings,
+        webhook=HubSpotWebhook(settings),
+        dispatcher=Dispatcher(redis_conn, celery),
+        watched=watched_properties(rules or NurtureRules(reasons=())),
+    )
+    app.extensions["handoff_intake"] = intake
+
+    app.add_url_rule(WEBHOOK_PATH, "hubspot_webhook", intake.handle, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    app.add_url_rule(
+        "/readyz",
+        "readyz",
+        lambda: _readiness(redis_conn, celery, rules_loaded=rules is not None),
+    )
+    app.add_url_rule("/metrics", "metrics", _metrics)
+    _register_error_handlers(app)
+    return app
+
+
+class _Intake:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        webhook: HubSpotWebhook,
+        dispatcher: Dispatcher,
+        watched: WatchedProperties,
+    ) -> None:
+        self.settings = settings
+        self.webhook = webhook
+        self.dispatcher = dispatcher
+        self.watched = watched
+
+    def handle(self) -> Response | tuple[Response, int]:
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"path": WEBHOOK_PATH, "events": 0}
+        status, outcome, message = self._process(fields)
+        duration = time.perf_counter() - started
+        metrics.LATENCY.observe(duration)
+        metrics.REQUESTS.labels(status=str(status)).inc()
+        fields.update(status=status, outcome=outcome, duration_ms=round(duration * 1000, 2))
+        level = logging.WARNING if status >= 400 else logging.INFO
+        log.log(level, message, extra={"fields": fields})
+        if status == 204:
+            return Response(status=204)
+        return jsonify(error=message), status
+
+    def _process(self, fields: dict[str, Any]) -> tuple[int, str, str]:
+        """(status, outcome tag, log message). Fills `fields` with counts for the log line."""
+        try:
+            events = self.webhook.receive(request)
+        except RejectedRequestError as exc:
+            metrics.REJECTED.labels(reason=exc.reason).inc()
+            return exc.status, exc.reason, _rejection_message(exc)
+        fields["events"] = len(events)
+        metrics.EVENTS_RECEIVED.inc(len(events))
+        decisions = decide_all(events, watched=self.watched, app_id=self.settings.hubspot_app_id)
+        _count_dispositions(decisions, fields)
+        try:
+            result = self.dispatcher.dispatch(decisions)
+        except QueueUnavailableError as exc:
+            metrics.ENQUEUE_FAILURES.inc()
+            return 503, "queue_unavailable", f"events not queued, HubSpot will retry (check REDIS_URL): {exc}"
+        _count_result(result, fields)
+        metrics.EVENTS_ACCEPTED.inc(len(events))
+        return 204, "accepted", "webhook accepted"
+
+
+def _rejection_message(exc: RejectedRequestError) -> str:
+    if exc.status == 401:
+        return f"webhook refused, signature check failed: {exc.message}"
+    return f"webhook refused: {exc.message}"
+
+
+def _count_dispositions(decisions: tuple[EventDecision, ...], fields: dict[str, Any]) -> None:
+    counts = {d: 0 for d in Disposition}
+    for decision in decisions:
+        counts[decision.disposition] += 1
+    metrics.OWN_WRITES.inc(counts[Disposition.OWN_WRITE])
+    metrics.UNKNOWN_TYPES.inc(counts[Disposition.UNKNOWN_TYPE])
+    metrics.IRRELEVANT.inc(counts[Disposition.IRRELEVANT])
+    fields.update({f"{d.value}_events": n for d, n in counts.items()})
+
+
+def _count_result(result: DispatchResult, fields: dict[str, Any]) -> None:
+    metrics.DUPLICATES.inc(result.duplicates)
+    metrics.COALESCED.inc(result.coalesced)
+    for task, count in result.published.items():
+        metrics.UNITS_ENQUEUED.labels(task=task).inc(count)
+    fields.update(
+        duplicates=result.duplicates,
+        coalesced=result.coalesced,
+        units_enqueued=result.units_published,
+        marks_written=result.marks_written,
+    )
+
+
+def _readiness(redis_conn: redis.Redis, celery: Celery, *, rules_loaded: bool) -> tuple[Response, int]:
+    checks: dict[str, str] = {}
+    try:
+        redis_conn.ping()
+        checks["redis"] = "ok"
+    except redis.RedisError as exc:
+        checks["redis"] = f"failed: {type(exc).__name__} (check REDIS_URL)"
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=REDIS_TIMEOUT_SECONDS)
+        checks["broker"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; the kind is reported
+        checks["broker"] = f"failed: {type(exc).__name__} (check REDIS_URL)"
+    checks["config"] = "ok" if rules_loaded else "ok (default rules, no HANDOFF_CONFIG loaded)"
+    ready = all(value.startswith("ok") for value in checks.values())
+    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+
+
+def _metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        return jsonify(error=exc.description or exc.name), status
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> tuple[Response, int]:
+        # Logged with its traceback for us; the caller only learns that it failed.
+        log.exception("unexpected error answering %s", request.path)
+        return jsonify(error="internal error; the request can be retried"), 500

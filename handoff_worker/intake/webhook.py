@@ -1,0 +1,124 @@
+"""One webhook base with two steps a provider fills in: `validate` (is it really from them?) and
+`parse` (body -> typed events). The base does everything else the same way for any provider:
+size and content-type checks, then hands the events on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from flask import Request
+
+from handoff_worker.domain.events import EventParseError, WebhookEvent, parse_events
+from handoff_worker.intake import signature
+from handoff_worker.settings import Settings
+
+
+class RejectedRequestError(Exception):
+    """The request is refused. `status` is the HTTP answer, `reason` a short tag for logs/metrics,
+    and the message is safe to show to the caller and to log (no secrets, no signatures)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class WebhookBase:
+    """Read the body within limits, `validate`, then `parse`. Raises `RejectedRequestError`."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = max_body_bytes
+
+    def receive(self, request: Request) -> Sequence[WebhookEvent]:
+        body = self.read_body(request)
+        self.validate(request, body)
+        return self.parse(body)
+
+    def read_body(self, request: Request) -> bytes:
+        declared = request.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            raise self._too_big(declared)
+        if request.mimetype != "application/json":
+            raise RejectedRequestError(
+                415,
+                "content_type",
+                f"Content-Type must be application/json, got {request.mimetype or 'none'}",
+            )
+        # Never trust the header alone: read at most one byte past the limit.
+        body = request.stream.read(self.max_body_bytes + 1)
+        if len(body) > self.max_body_bytes:
+            raise self._too_big(len(body))
+        return body
+
+    def _too_big(self, size: int) -> RejectedRequestError:
+        return RejectedRequestError(
+            413,
+            "too_large",
+            f"body of {size} bytes is over the limit of {self.max_body_bytes} (WEBHOOK_MAX_BODY_BYTES)",
+        )
+
+    def validate(self, request: Request, body: bytes) -> None:
+        raise NotImplementedError
+
+    def parse(self, body: bytes) -> Sequence[WebhookEvent]:
+        raise NotImplementedError
+
+
+class HubSpotWebhook(WebhookBase):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.webhook_max_body_bytes)
+        self.settings = settings
+
+    def validate(self, request: Request, body: bytes) -> None:
+        uri, uri_setting = called_uri(request, self.settings)
+        try:
+            signature.verify(
+                request.headers,
+                method=request.method,
+                uri=uri,
+                body=body,
+                secrets=self.settings.hubspot_client_secrets,
+                versions=self.settings.signature_versions,
+                now_ms=int(time.time() * 1000),
+                uri_hint=uri_setting,
+            )
+        except signature.SignatureError as exc:
+            raise RejectedRequestError(401, exc.reason, str(exc)) from None
+
+    def parse(self, body: bytes) -> Sequence[WebhookEvent]:
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RejectedRequestError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+        try:
+            return parse_events(payload)
+        except EventParseError as exc:
+            raise RejectedRequestError(400, "bad_shape", str(exc)) from None
+
+
+def called_uri(request: Request, settings: Settings) -> tuple[str, str]:
+    """The URL HubSpot called, and the setting that decides it (named in mismatch messages).
+
+    Behind a proxy the request URL is the proxy's, not HubSpot's, so it comes from
+    WEBHOOK_PUBLIC_URL, or from forwarded headers (applied by ProxyFix) when TRUSTED_PROXY_COUNT > 0.
+    """
+    query = request.query_string.decode("latin-1")
+    suffix = f"?{query}" if query else ""
+    if settings.webhook_public_url:
+        return settings.webhook_public_url + suffix, "WEBHOOK_PUBLIC_URL"
+    setting = "TRUSTED_PROXY_COUNT" if settings.trusted_proxy_count > 0 else "WEBHOOK_PUBLIC_URL"
+    return f"{request.scheme}://{request.host}{_raw_path(request)}{suffix}", setting
+
+
+def _raw_path(request: Request) -> str:
+    # Servers that keep the path as sent (gunicorn's RAW_URI, REQUEST_URI) preserve its escapes.
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw and raw.startswith("/"):
+        return str(raw).split("?", 1)[0]
+    # Otherwise re-escape the decoded path, keeping what HubSpot leaves decoded when hashing.
+    return quote(request.script_root + request.path, safe="/:@!$&'()*+,;=~")

@@ -1,0 +1,113 @@
+"""Thin Celery tasks: wire settings, Redis, the gateway and the rules to the handoff engine.
+
+Only ids and small dicts cross the queue. Each worker process builds its wiring once, lazily, on
+its first task (after the fork, so no connection is shared between processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+from celery import Task
+
+from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
+from handoff_worker.errors import TransientHubSpotError
+from handoff_worker.handoff.deadletter import record_failure
+from handoff_worker.handoff.engine import CONTACT, DEAL, HandoffEngine
+from handoff_worker.handoff.lock import LockBusyError
+from handoff_worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# 8 retries, doubling from 30 s and capped at 20 min: about an hour in all before the dead letter.
+MAX_RETRIES = 8
+BACKOFF_BASE_SECONDS = 30.0
+BACKOFF_CAP_SECONDS = 1200.0
+# Another worker holds the record: come back soon; this does not count against MAX_RETRIES.
+LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Wiring:
+    settings: Settings
+    redis: redis.Redis
+    engine: HandoffEngine
+
+
+@lru_cache(maxsize=1)
+def wiring() -> Wiring:
+    from handoff_worker.hubspot.gateway import build_gateway
+    from handoff_worker.nurture_config import RulesStore
+    from handoff_worker.state import redis_client
+
+    settings = Settings.from_env(require=("HUBSPOT_ACCESS_TOKEN",))
+    client = redis_client(settings)
+    store = RulesStore(settings.handoff_config)
+    engine = HandoffEngine(
+        build_gateway(settings, client), client, store.current_with_version, dry_run=settings.dry_run
+    )
+    return Wiring(settings, client, engine)
+
+
+def backoff_seconds(retries: int) -> float:
+    """Exponential with full jitter on the upper half, so a burst of failures spreads out."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**retries)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[str, Any]:
+    from handoff_worker.pending import release_pending
+
+    wired = wiring()
+    # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
+    release_pending(wired.redis, kind, object_id, task_id=task.request.id)
+    engine = wired.engine
+    try:
+        run = engine.handoff_deal if kind == DEAL else engine.handoff_contact
+        report = run(object_id, trigger)
+    except LockBusyError:
+        # A new message rather than a retry: waiting for a colleague is not a failure.
+        task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS)
+        return {"outcome": "requeued_lock_busy"}
+    except TransientHubSpotError as exc:
+        if task.request.retries >= MAX_RETRIES:
+            record_failure(
+                wired.redis,
+                kind,
+                object_id,
+                error=str(exc),
+                attempts=task.request.retries + 1,
+                now=datetime.now(UTC),
+                trigger=trigger,
+            )
+            log.error(
+                "handoff of %s %s failed %d times; kept in the dead letter", kind, object_id, MAX_RETRIES + 1
+            )
+            return {"outcome": "dead_letter"}
+        countdown = exc.retry_after or backoff_seconds(task.request.retries)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+    return {"outcome": report.outcome, "api_calls": report.api_calls}
+
+
+@app.task(name=TASK_HANDOFF_DEAL, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+def handoff_deal(self: Task, deal_id: str, trigger: str = "") -> dict[str, Any]:
+    return _run_handoff(self, DEAL, str(deal_id), trigger)
+
+
+@app.task(name=TASK_HANDOFF_CONTACT, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
+def handoff_contact(self: Task, contact_id: str, trigger: str = "") -> dict[str, Any]:
+    return _run_handoff(self, CONTACT, str(contact_id), trigger)
+
+
+@app.task(name=TASK_FORGET_RECORD, bind=True, acks_late=True, ignore_result=True)
+def forget_record(
+    self: Task, object_type: str, object_id: str, merged_into: str | None = None, event: str = ""
+) -> None:
+    wiring().engine.forget(object_type, str(object_id), str(merged_into) if merged_into else None)
+    log.info("forgot %s %s (%s, merged into %s)", object_type, object_id, event, merged_into)

@@ -1,0 +1,374 @@
+"""The handoff's pure rules, table by table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from handoff_worker.domain.models import CrmObject, Pipeline, Stage
+from handoff_worker.domain.nurture import (
+    DealRules,
+    LeadRules,
+    Nurture,
+    NurtureMethod,
+    NurtureRules,
+    ReasonRule,
+    RecyclingRules,
+)
+from handoff_worker.domain.rules import (
+    DealStatus,
+    LifecycleWrite,
+    SkipReason,
+    build_plan,
+    contact_eligibility,
+    is_deal_lost,
+    is_unqualified,
+    known_stage_ids,
+    lifecycle_writes,
+    lost_stage_ids,
+    needs_escalation,
+    owner_task_due,
+    stage_catalog,
+    target_lifecycle,
+)
+
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+SALES = Pipeline(
+    "default",
+    "Sales",
+    (
+        Stage("appointmentscheduled", "Appointment", False, 0.2),
+        Stage("closedwon", "Closed won", True, 1.0),
+        Stage("closedlost", "Closed lost", True, 0.0),
+    ),
+)
+# A stage labelled "lost" that HubSpot does not treat as lost, and a lost one with an odd label.
+PARTNERS = Pipeline(
+    "partners",
+    "Partners",
+    (
+        Stage("p_open", "Talking", False, 0.5),
+        Stage("p_fake_lost", "Closed lost (pending)", True, 0.8),
+        Stage("p_gone", "Went quiet", True, 0.0),
+        Stage("p_parked", "Parked", False, 0.1),
+    ),
+)
+PIPELINES = (SALES, PARTNERS)
+
+WORKFLOW = Nurture(NurtureMethod.WORKFLOW, "Pricing nurture", workflow_id="1003")
+LIST = Nurture(NurtureMethod.LIST, "Newsletter", list_id="2001")
+PROPERTY = Nurture(NurtureMethod.PROPERTY, "Track", property_name="nurture_track", property_value="feature")
+PRICING = ReasonRule("Pricing", "pricing", True, None, (WORKFLOW,))
+FEATURE = ReasonRule("Feature Missing", "feature_missing", True, None, (WORKFLOW, PROPERTY, LIST))
+NEWSLETTER = ReasonRule("Not Interested", "not_interested", True, None, (LIST,))
+NEVER = ReasonRule("Not a Fit", "not_a_fit_never", False, "other")
+COMPETITOR = ReasonRule("Competitor", "competitor", False, None)
+RULES = NurtureRules(reasons=(PRICING, FEATURE, NEWSLETTER, NEVER, COMPETITOR))
+CATALOG = stage_catalog(PIPELINES, RULES.deals)
+
+
+def deal(deal_id: str, pipeline: str, stage: str) -> CrmObject:
+    return CrmObject(deal_id, {"pipeline": pipeline, "dealstage": stage})
+
+
+def contact(
+    contact_id: str, stage: str | None = "salesqualifiedlead", email: str | None = "a@example.com"
+) -> CrmObject:
+    return CrmObject(contact_id, {"lifecyclestage": stage, "email": email})
+
+
+@pytest.mark.parametrize(
+    ("deal_rules", "expected"),
+    [
+        (DealRules(), {"default": {"closedlost"}, "partners": {"p_gone"}}),
+        (
+            DealRules(extra_lost_stage_ids={"partners": frozenset({"p_parked"})}),
+            {"default": {"closedlost"}, "partners": {"p_gone", "p_parked"}},
+        ),
+        (
+            DealRules(excluded_stage_ids={"default": frozenset({"closedlost"})}),
+            {"default": set(), "partners": {"p_gone"}},
+        ),
+    ],
+    ids=["metadata-only", "extra-stage", "excluded-stage"],
+)
+def test_lost_stage_ids_use_metadata_and_yaml_never_labels(
+    deal_rules: DealRules, expected: dict[str, set[str]]
+) -> None:
+    assert lost_stage_ids(PIPELINES, deal_rules) == {k: frozenset(v) for k, v in expected.items()}
+
+
+LOST = lost_stage_ids(PIPELINES, DealRules())
+KNOWN = known_stage_ids(PIPELINES)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "stage", "expected"),
+    [
+        ("default", "closedlost", True),
+        ("default", "closedwon", False),
+        ("partners", "p_fake_lost", False),
+        ("partners", "p_gone", True),
+        ("partners", "closedlost", None),  # another pipeline's stage id
+        ("default", "brand_new_stage", None),
+        ("unknown_pipeline", "closedlost", None),
+        (None, "closedlost", None),
+        ("default", None, None),
+    ],
+)
+def test_is_deal_lost(pipeline: str | None, stage: str | None, expected: bool | None) -> None:
+    assert is_deal_lost(pipeline, stage, LOST, KNOWN) is expected
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "stage", "expected"),
+    [
+        ("default", "appointmentscheduled", DealStatus.OPEN),
+        ("default", "closedwon", DealStatus.WON),
+        ("default", "closedlost", DealStatus.LOST),
+        ("partners", "p_fake_lost", DealStatus.WON),
+        ("partners", "nope", DealStatus.UNKNOWN),
+    ],
+)
+def test_stage_catalog_status(pipeline: str, stage: str, expected: DealStatus) -> None:
+    assert CATALOG.status(pipeline, stage) is expected
+
+
+def test_excluded_closed_lost_stage_is_neither_lost_nor_won() -> None:
+    catalog = stage_catalog(PIPELINES, DealRules(excluded_stage_ids={"default": frozenset({"closedlost"})}))
+    assert catalog.status("default", "closedlost") is DealStatus.CLOSED_OTHER
+
+
+@pytest.mark.parametrize(
+    ("properties", "rules", "expected"),
+    [
+        ({"hs_lead_status": "UNQUALIFIED"}, LeadRules(), True),
+        ({"hs_lead_status": " unqualified "}, LeadRules(), True),
+        ({"hs_lead_status": "OPEN"}, LeadRules(), False),
+        ({"hs_lead_status": None}, LeadRules(), False),
+        ({}, LeadRules(), False),
+        ({"hs_lead_status": "UNQUALIFIED"}, LeadRules(enabled=False), False),
+        ({"lead_state": "dq"}, LeadRules(status_property="lead_state", unqualified_value="DQ"), True),
+    ],
+)
+def test_is_unqualified(properties: dict[str, str | None], rules: LeadRules, expected: bool) -> None:
+    assert is_unqualified(properties, rules) is expected
+
+
+CASES_ELIGIBILITY = [
+    ("plain", contact("c"), [deal("d1", "default", "closedlost")], RULES, False, False, None),
+    ("own-deal-ignored", contact("c"), [deal("d1", "default", "closedlost")], RULES, True, False, None),
+    (
+        "other-open",
+        contact("c"),
+        [deal("d2", "default", "appointmentscheduled")],
+        RULES,
+        False,
+        False,
+        SkipReason.OPEN_DEAL,
+    ),
+    ("other-lost", contact("c"), [deal("d2", "partners", "p_gone")], RULES, False, False, None),
+    (
+        "other-won",
+        contact("c"),
+        [deal("d2", "default", "closedwon")],
+        RULES,
+        False,
+        False,
+        SkipReason.CUSTOMER,
+    ),
+    (
+        "label-lost-is-won",
+        contact("c"),
+        [deal("d2", "partners", "p_fake_lost")],
+        RULES,
+        False,
+        False,
+        SkipReason.CUSTOMER,
+    ),
+    (
+        "other-unknown-stage",
+        contact("c"),
+        [deal("d2", "default", "???")],
+        RULES,
+        False,
+        False,
+        SkipReason.OPEN_DEAL,
+    ),
+    ("lifecycle-customer", contact("c", "customer"), [], RULES, False, False, SkipReason.CUSTOMER),
+    ("lifecycle-evangelist", contact("c", "evangelist"), [], RULES, False, False, SkipReason.CUSTOMER),
+    ("already", contact("c"), [], RULES, False, True, SkipReason.ALREADY_RECYCLED),
+    ("no-email-needed", contact("c", email=None), [], RULES, True, False, SkipReason.NO_EMAIL),
+    ("no-email-fine", contact("c", email=""), [], RULES, False, False, None),
+    (
+        "customers-not-protected",
+        contact("c", "customer"),
+        [deal("d2", "default", "closedwon")],
+        NurtureRules(reasons=(), recycling=RecyclingRules(protect_customers=False)),
+        False,
+        False,
+        None,
+    ),
+    (
+        "open-deals-allowed",
+        contact("c"),
+        [deal("d2", "default", "appointmentscheduled")],
+        NurtureRules(reasons=(), recycling=RecyclingRules(skip_contacts_with_open_deals=False)),
+        False,
+        False,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("person", "deals", "rules", "needs_email", "already", "expected"),
+    [case[1:] for case in CASES_ELIGIBILITY],
+    ids=[case[0] for case in CASES_ELIGIBILITY],
+)
+def test_contact_eligibility(
+    person: CrmObject,
+    deals: list[CrmObject],
+    rules: NurtureRules,
+    needs_email: bool,
+    already: bool,
+    expected: SkipReason | None,
+) -> None:
+    verdict = contact_eligibility(
+        person,
+        deal_id="d1",
+        other_deals=[deal("d1", "default", "closedlost"), *deals],
+        stages=CATALOG,
+        rules=rules,
+        needs_email=needs_email,
+        already_recycled_for_deal=already,
+    )
+    assert verdict.eligible is (expected is None)
+    assert verdict.skip_reason is expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (PRICING, "lead"),
+        (NEVER, "other"),
+        (COMPETITOR, None),
+        (ReasonRule("X", "x", True, "subscriber"), "subscriber"),
+    ],
+)
+def test_target_lifecycle(reason: ReasonRule, expected: str | None) -> None:
+    assert target_lifecycle(reason, RULES) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "expected"),
+    [
+        ("salesqualifiedlead", "lead", LifecycleWrite.CLEAR_THEN_SET),
+        ("opportunity", "lead", LifecycleWrite.CLEAR_THEN_SET),
+        ("subscriber", "lead", LifecycleWrite.SET),
+        ("lead", "lead", LifecycleWrite.NONE),
+        (None, "lead", LifecycleWrite.SET),
+        ("", "lead", LifecycleWrite.SET),
+        ("other", "lead", LifecycleWrite.CLEAR_THEN_SET),
+        ("lead", "other", LifecycleWrite.CLEAR_THEN_SET),
+        ("other", "other", LifecycleWrite.NONE),
+        ("portal_custom_stage", "lead", LifecycleWrite.CLEAR_THEN_SET),
+        ("opportunity", None, LifecycleWrite.NONE),
+    ],
+)
+def test_lifecycle_writes(current: str | None, target: str | None, expected: LifecycleWrite) -> None:
+    assert lifecycle_writes(current, target) is expected
+
+
+@pytest.mark.parametrize(
+    ("sla", "expected"), [(24, NOW + timedelta(days=1)), (0.5, NOW + timedelta(minutes=30))]
+)
+def test_owner_task_due(sla: float, expected: datetime) -> None:
+    assert owner_task_due(NOW, sla) == expected
+
+
+@pytest.mark.parametrize(
+    ("waited", "already", "expected"),
+    [
+        (timedelta(hours=23, minutes=59), False, False),
+        (timedelta(hours=24), False, True),
+        (timedelta(days=3), False, True),
+        (timedelta(days=3), True, False),
+    ],
+)
+def test_needs_escalation(waited: timedelta, already: bool, expected: bool) -> None:
+    assert needs_escalation(NOW - waited, NOW, 24, already) is expected
+
+
+def plan_for(reason: ReasonRule, contacts: list[CrmObject], **kwargs: object):  # type: ignore[no-untyped-def]
+    arguments: dict[str, object] = {
+        "reason": reason,
+        "rules": RULES,
+        "deal_id": "d1",
+        "contacts": contacts,
+        "other_deals_by_contact": {},
+        "stages": CATALOG,
+        "lifecycle_done": frozenset(),
+        "fully_done": frozenset(),
+        "now": NOW,
+    }
+    arguments.update(kwargs)
+    return build_plan(**arguments)  # type: ignore[arg-type]
+
+
+def test_plan_recycles_with_markers_and_property_nurture_in_one_set() -> None:
+    plan = plan_for(FEATURE, [contact("c1"), contact("c2", "subscriber")])
+    first, second = plan.actions
+    assert first.lifecycle_write is LifecycleWrite.CLEAR_THEN_SET
+    assert second.lifecycle_write is LifecycleWrite.SET
+    assert first.set_properties == {
+        "lifecyclestage": "lead",
+        "handoff_recycled_at": "2026-11-02T09:30:00+00:00",
+        "handoff_recycle_reason": "Feature Missing",
+        "handoff_source_deal_id": "d1",
+        "nurture_track": "feature",
+    }
+    assert first.nurtures == (WORKFLOW, LIST)  # the property nurture rides in the set batch
+    assert plan.skipped == ()
+
+
+def test_plan_skips_with_reasons_and_resumes_half_done_contacts() -> None:
+    plan = plan_for(
+        PRICING,
+        [contact("open"), contact("cust", "customer"), contact("done"), contact("half", "lead", None)],
+        other_deals_by_contact={"open": [deal("d9", "default", "appointmentscheduled")]},
+        lifecycle_done=frozenset({"done", "half"}),
+        fully_done=frozenset({"done"}),
+    )
+    assert {(s.contact_id, s.reason) for s in plan.skipped} == {
+        ("open", SkipReason.OPEN_DEAL),
+        ("cust", SkipReason.CUSTOMER),
+        ("done", SkipReason.ALREADY_RECYCLED),
+    }
+    (half,) = plan.actions
+    assert half.contact_id == "half" and half.resumed
+    assert half.set_properties == {} and half.nurtures == (WORKFLOW,)
+
+
+def test_plan_for_reason_that_leaves_contacts_alone() -> None:
+    plan = plan_for(COMPETITOR, [contact("c1")])
+    assert plan.actions == ()
+    assert [s.reason for s in plan.skipped] == [SkipReason.NOT_RECYCLED]
+
+
+def test_plan_for_reason_that_only_sets_a_stage_writes_no_markers_or_nurtures() -> None:
+    plan = plan_for(NEVER, [contact("c1"), contact("c2", "customer")])
+    (action,) = plan.actions
+    assert action.set_properties == {"lifecyclestage": "other"}
+    assert action.nurtures == () and plan.nurtures == ()
+    assert [s.reason for s in plan.skipped] == [SkipReason.CUSTOMER]
+
+
+def test_plan_without_deal_has_no_source_deal_marker() -> None:
+    plan = plan_for(NEWSLETTER, [contact("c1", "lead")], deal_id=None)
+    (action,) = plan.actions
+    assert action.lifecycle_write is LifecycleWrite.NONE
+    assert "handoff_source_deal_id" not in action.set_properties
+    assert action.set_properties["handoff_recycle_reason"] == "Not Interested"

@@ -1,0 +1,105 @@
+"""The intake through a real HTTP server, and with its Redis killed mid-flight."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from intake_support import RULES, deal_stage_event, encode, free_port, make_settings, queued_tasks, v3_headers
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from handoff_worker.celery_app import create_celery
+from handoff_worker.intake.app import create_app
+
+
+@pytest.fixture
+def served_app(redis_url: str) -> Iterator[BaseWSGIServer]:
+    settings = make_settings(redis_url, webhook_max_body_bytes=2000)
+    app = create_app(settings, rules=RULES, celery_app=create_celery(settings))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def _post(server: BaseWSGIServer, body: bytes, headers: dict[str, str], *, chunked: bool = False) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+    try:
+        if chunked:
+            conn.request("POST", "/webhooks/hubspot", body=iter([body]), headers=headers, encode_chunked=True)
+        else:
+            conn.request("POST", "/webhooks/hubspot", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_signed_batch_over_http(served_app: BaseWSGIServer, redis_conn: redis.Redis) -> None:
+    uri = f"http://127.0.0.1:{served_app.server_port}/webhooks/hubspot"
+    body = encode([deal_stage_event(1), deal_stage_event(2)])
+    assert _post(served_app, body, v3_headers(body, uri=uri)) == 204
+    assert sorted(t.kwargs["deal_id"] for t in queued_tasks(redis_conn)) == ["1", "2"]
+
+
+def test_body_over_the_limit_without_content_length_is_413(
+    served_app: BaseWSGIServer, redis_conn: redis.Redis
+) -> None:
+    uri = f"http://127.0.0.1:{served_app.server_port}/webhooks/hubspot"
+    body = encode([deal_stage_event(i) for i in range(20)])
+    assert len(body) > 2000
+    assert _post(served_app, body, v3_headers(body, uri=uri), chunked=True) == 413
+    assert queued_tasks(redis_conn) == []
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    server_bin = shutil.which("redis-server")
+    if server_bin is None:
+        pytest.fail("redis-server is not installed; the Redis-down test needs it (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    probe = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    for _ in range(100):
+        try:
+            if probe.ping():
+                break
+        except redis.RedisError:
+            time.sleep(0.05)
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=5)
+
+
+@pytest.mark.timeout(30)
+def test_redis_gone_answers_503_never_2xx(throwaway_redis: tuple[subprocess.Popen[bytes], str]) -> None:
+    process, url = throwaway_redis
+    settings = make_settings(url)
+    client = create_app(settings, rules=RULES, celery_app=create_celery(settings)).test_client()
+    body = encode([deal_stage_event(10)])
+    assert client.post("/webhooks/hubspot", data=body, headers=v3_headers(body)).status_code == 204
+
+    process.kill()
+    process.wait(timeout=5)
+    for deal_id in (11, 12):
+        body = encode([deal_stage_event(deal_id)])
+        response = client.post("/webhooks/hubspot", data=body, headers=v3_headers(body))
+        assert response.status_code == 503
+        assert "REDIS_URL" in response.get_json()["error"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["redis"].startswith("failed")
