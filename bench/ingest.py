@@ -1,8 +1,11 @@
 """Webhook intake throughput: gunicorn as the Procfile runs it, hit with signed 100-event batches.
 
-    .venv/bin/python bench/ingest.py [--seconds 5] [--levels 1,4,16,32] [--redis redis://127.0.0.1:6379/13]
+    .venv/bin/python bench/ingest.py [--seconds 5] [--levels 1,4,10,16,32] [--workers 2]
+        [--redis redis://127.0.0.1:6379/13] [--max-rate 60000]
 
-For each concurrency level: flush the bench Redis database, fire batches for a fixed time, then
+For each concurrency level: flush the bench Redis database, build and sign the batches up front
+(so the generator, which shares the machine, only sends; its CPU is reported), fire them over
+keep-alive connections for a fixed time, then
 report events/s acknowledged, p50/p99 acknowledgement latency, and the loss check: every relevant
 event acknowledged with 204 must have its dedupe key in Redis, and every deal mentioned must have
 a queued unit of work. The Redis database given is FLUSHED.
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +51,10 @@ class LevelResult:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     deals: set[str] = field(default_factory=set)
+    exhausted: bool = False  # the pre-signed batches ran out before the time was up
+    wall: float = 0.0
+    generator_cpu: float = 0.0  # CPU seconds of this process (the load generator)
+    server_cpu: float = 0.0  # CPU seconds of gunicorn's master and workers
 
 
 def free_port() -> int:
@@ -89,19 +97,25 @@ def start_gunicorn(port: int, redis_url: str, workers: int) -> subprocess.Popen[
     raise SystemExit("gunicorn did not answer /healthz within 20 s")
 
 
-def client_loop(port: int, stop_at: float, result: LevelResult, lock: threading.Lock, ids: itertools.count) -> None:
+@dataclass(frozen=True)
+class SignedBatch:
+    body: bytes
+    headers: dict[str, str]
+    deal_ids: tuple[str, ...]
+
+
+def signed_batches(count: int, ids: itertools.count) -> list[SignedBatch]:
+    """Build and sign every request before the clock starts, so the generator only sends."""
     rng = random.Random()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    latencies: list[float] = []
-    events_ok = batches = errors = 0
-    deals: set[str] = set()
-    while time.monotonic() < stop_at:
-        batch_deals = [str(rng.randrange(DEALS) + 1) for _ in range(EVENTS_PER_BATCH)]
+    timestamp = str(int(time.time() * 1000))  # valid for 5 minutes, far longer than a level
+    batches = []
+    for _ in range(count):
+        deal_ids = tuple(str(rng.randrange(DEALS) + 1) for _ in range(EVENTS_PER_BATCH))
         events = [
             {
                 "eventId": next(ids),
                 "portalId": 1,
-                "occurredAt": int(time.time() * 1000),
+                "occurredAt": int(timestamp),
                 "subscriptionType": "deal.propertyChange",
                 "attemptNumber": 0,
                 "objectId": int(deal_id),
@@ -109,18 +123,36 @@ def client_loop(port: int, stop_at: float, result: LevelResult, lock: threading.
                 "propertyValue": "closedlost",
                 "changeSource": "CRM_UI",
             }
-            for deal_id in batch_deals
+            for deal_id in deal_ids
         ]
         body = json.dumps(events).encode()
-        timestamp = str(int(time.time() * 1000))
         headers = {
             "Content-Type": "application/json",
             "X-HubSpot-Signature-v3": sign(body, timestamp),
             "X-HubSpot-Request-Timestamp": timestamp,
         }
+        batches.append(SignedBatch(body, headers, deal_ids))
+    return batches
+
+
+def client_loop(
+    port: int,
+    stop_at: float,
+    result: LevelResult,
+    lock: threading.Lock,
+    batches: Iterator[SignedBatch],
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies: list[float] = []
+    events_ok = sent = errors = 0
+    deals: set[str] = set()
+    # next() on a shared list iterator is atomic under the GIL: every batch is sent once.
+    for batch in batches:
+        if time.monotonic() >= stop_at:
+            break
         started = time.perf_counter()
         try:
-            conn.request("POST", "/webhooks/hubspot", body=body, headers=headers)
+            conn.request("POST", "/webhooks/hubspot", body=batch.body, headers=batch.headers)
             response = conn.getresponse()
             response.read()
             status = response.status
@@ -129,32 +161,61 @@ def client_loop(port: int, stop_at: float, result: LevelResult, lock: threading.
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             status = 0
         latencies.append(time.perf_counter() - started)
-        batches += 1
+        sent += 1
         if status == 204:
-            events_ok += len(events)
-            deals.update(batch_deals)
+            events_ok += EVENTS_PER_BATCH
+            deals.update(batch.deal_ids)
         else:
             errors += 1
+    else:
+        result.exhausted = True
     conn.close()
     with lock:
         result.latencies.extend(latencies)
         result.events += events_ok
-        result.batches += batches
+        result.batches += sent
         result.errors += errors
         result.deals |= deals
 
 
-def run_level(port: int, concurrency: int, seconds: float, ids: itertools.count) -> LevelResult:
+def process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def server_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return [master, *(int(pid) for pid in children.read_text().split())]
+
+
+def run_level(
+    port: int, concurrency: int, seconds: float, batches: list[SignedBatch], server: int
+) -> LevelResult:
     result = LevelResult(concurrency, seconds)
     lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
+    shared = iter(batches)
     threads = [
-        threading.Thread(target=client_loop, args=(port, stop_at, result, lock, ids)) for _ in range(concurrency)
+        threading.Thread(target=client_loop, args=(port, time.monotonic() + seconds, result, lock, shared))
+        for _ in range(concurrency)
     ]
+    pids = server_pids(server)
+    cpu_before, server_before = time.process_time(), process_cpu_seconds(pids)
+    wall_before = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    result.wall = time.monotonic() - wall_before
+    result.generator_cpu = time.process_time() - cpu_before
+    result.server_cpu = process_cpu_seconds(pids) - server_before
     return result
 
 
@@ -172,15 +233,22 @@ def loss_check(r: redis.Redis, result: LevelResult) -> tuple[int, int, int]:
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--levels", default="1,4,16,32")
+    parser.add_argument("--levels", default="1,4,10,16,32")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--max-rate", type=int, default=60_000, help="events/s the pre-signed batches can sustain"
+    )
     args = parser.parse_args()
 
     r = redis.Redis.from_url(args.redis, decode_responses=True)
@@ -191,22 +259,31 @@ def main() -> None:
     try:
         for level in (int(x) for x in args.levels.split(",")):
             r.flushdb()
-            result = run_level(port, level, args.seconds, ids)
+            batches = signed_batches(int(args.max_rate * args.seconds / EVENTS_PER_BATCH), ids)
+            result = run_level(port, level, args.seconds, batches, server.pid)
             seen, deals, deals_queued = loss_check(r, result)
             lost = (result.events - seen) + (deals - deals_queued)
+            p50_ms = percentile(result.latencies, 50) * 1000
+            p99_ms = percentile(result.latencies, 99) * 1000
+            generator_share = result.generator_cpu / (result.generator_cpu + result.server_cpu)
             rows.append(
-                f"| {level} | {result.events / args.seconds:,.0f} | "
-                f"{percentile(result.latencies, 50) * 1000:.1f} | {percentile(result.latencies, 99) * 1000:.1f} | "
-                f"{result.errors} | {result.events:,} / {seen:,} | {deals:,} / {deals_queued:,} | {lost} |"
+                f"| {level} | {result.events / result.wall:,.0f} | {p50_ms:.1f} | {p99_ms:.1f} | "
+                f"{result.errors} | {result.events:,} / {seen:,} | {deals:,} / {deals_queued:,} | {lost} | "
+                f"{result.server_cpu / result.wall:.2f} | {result.generator_cpu / result.wall:.2f} "
+                f"({generator_share:.0%}) |"
             )
+            if result.exhausted:
+                print(f"warning: batches ran out at concurrency {level}; raise --max-rate", flush=True)
             print(rows[-1], flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         r.flushdb()
-    print("\n| concurrency | events/s acked | p50 ms | p99 ms | non-204 | events acked / dedupe keys "
-          "| deals acked / deals queued | lost |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| concurrency | events/s acked | p50 ms | p99 ms | non-204 | events acked / dedupe keys "
+        "| deals acked / deals queued | lost | server CPU (cores) | generator CPU (cores, share) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -64,7 +64,7 @@ app.conf.beat_schedule = beat_schedule(get_settings())
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)
 def resync_sweep() -> dict[str, object]:
     """One scheduled sweep from the watermark. Busy (another sweep holds the lock): nothing done."""
-    from handoff_worker.handoff.commands import build_resync
+    from handoff_worker.handoff.commands import build_wiring
     from handoff_worker.handoff.resync import (
         ResyncRequest,
         SweepBusyError,
@@ -73,13 +73,16 @@ def resync_sweep() -> dict[str, object]:
     )
 
     settings = get_settings()
-    wiring = build_resync(settings, inline=False)
+    wiring = build_wiring(settings)
     since, until = scheduled_window(
         wiring.redis, now=datetime.now(UTC), lookback_minutes=settings.resync_lookback_minutes
     )
     try:
         summary = run_locked(
-            wiring.redis, wiring.resync, ResyncRequest(since=since, until=until), advance_watermark=True
+            wiring.redis,
+            wiring.resync(inline=False),
+            ResyncRequest(since=since, until=until),
+            advance_watermark=True,
         )
     except SweepBusyError as exc:
         log.info("scheduled resync skipped: %s", exc)

@@ -1,8 +1,9 @@
 """gunicorn settings for the web process (the Procfile's `web:` line).
 
-WEB_CONCURRENCY worker processes (default 2), each with WEB_THREADS threads (default 8) since a
-request mostly waits on Redis; bound to PORT (default 8000). HubSpot gives up after 5 s, so a
-request running for 30 s is stuck and its worker is replaced.
+WEB_CONCURRENCY worker processes (default 2: one per core, the handler is mostly CPU; a third
+worker measured no faster on 2 cores), each with WEB_THREADS threads (default 8) so a
+request waiting on Redis does not hold up the others; bound to PORT (default 8000). HubSpot
+gives up after 5 s, so a request running for 30 s is stuck and its worker is replaced.
 
 With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty writable directory so /metrics
 adds up every worker's numbers; `child_exit` below tidies a dead worker's files.

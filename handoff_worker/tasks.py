@@ -40,8 +40,21 @@ class Wiring:
     engine: HandoffEngine
 
 
-@lru_cache(maxsize=1)
+_installed: Wiring | None = None
+
+
+def install_wiring(wired: Wiring | None) -> None:
+    """Use this wiring instead of building one from the environment (the in-process demo)."""
+    global _installed
+    _installed = wired
+
+
 def wiring() -> Wiring:
+    return _installed or _wiring_from_env()
+
+
+@lru_cache(maxsize=1)
+def _wiring_from_env() -> Wiring:
     from handoff_worker.hubspot.gateway import build_gateway
     from handoff_worker.nurture_config import RulesStore
     from handoff_worker.state import redis_client

@@ -9,21 +9,35 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
 import click
 import redis
 
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.errors import HandoffError
+from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
+from handoff_worker.handoff.deadletter import FailedHandoff, list_failures
+from handoff_worker.handoff.engine import HandoffEngine, HandoffReport
+from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.handoff.report import (
+    RENDERERS,
+    Report,
+    WaitingDeal,
+    build_report,
+    contacts_back_in_sales,
+    outcomes_from_audits,
+)
 from handoff_worker.handoff.resync import (
     HandoffSink,
+    LedgerDoneCheck,
     Resync,
     ResyncRequest,
     ResyncSummary,
     SweepBusyError,
+    WaitingForReason,
     parse_moment,
     run_locked,
     scheduled_window,
@@ -34,6 +48,8 @@ from handoff_worker.state import redis_client
 
 EXIT_FAILED = 1
 EXIT_BUSY = 3
+# Engine outcomes that mean the handoff did not complete (kept in the dead-letter record).
+FAILED_OUTCOMES = frozenset({"partial_failure", "error"})
 
 
 @dataclass
@@ -42,34 +58,56 @@ class Wiring:
     redis: redis.Redis
     gateway: HubSpotGateway
     rules: NurtureRules
-    resync: Resync
+    engine: HandoffEngine
+
+    def resync(self, *, inline: bool) -> Resync:
+        """A sweep that runs handoffs here (`inline`) or queues them for the workers."""
+        sink: HandoffSink
+        if inline:
+            sink = InlineSink(self.engine)
+        else:
+            from handoff_worker.beat import CelerySink
+            from handoff_worker.celery_app import create_celery
+
+            sink = CelerySink(create_celery(self.settings))
+        ledger = Ledger(self.redis)
+        return Resync(
+            self.gateway,
+            self.rules,
+            sink,
+            done=LedgerDoneCheck(ledger),
+            waiting=WaitingForReason(ledger, self.gateway, self.rules),
+        )
 
 
-def build_resync(settings: Settings, *, inline: bool) -> Wiring:
-    """Everything a sweep needs, from settings. `inline` runs handoffs in this process."""
-    from handoff_worker.handoff import engine_adapter
+def build_wiring(settings: Settings) -> Wiring:
+    """Redis, the gateway (sharing the account's rate budget), the rules and the engine."""
     from handoff_worker.hubspot.gateway import build_gateway
-    from handoff_worker.nurture_config import load_rules
+    from handoff_worker.nurture_config import RulesStore
 
     client = redis_client(settings)
     gateway = build_gateway(settings, client)
-    rules = load_rules(settings.handoff_config)
-    sink: HandoffSink
-    if inline:
-        sink = engine_adapter.InlineSink(settings, client, gateway, rules)
-    else:
-        from handoff_worker.beat import CelerySink
-        from handoff_worker.celery_app import create_celery
+    store = RulesStore(settings.handoff_config)
+    engine = HandoffEngine(gateway, client, store.current_with_version, dry_run=settings.dry_run)
+    return Wiring(settings, client, gateway, store.current(), engine)
 
-        sink = CelerySink(create_celery(settings))
-    resync = Resync(
-        gateway,
-        rules,
-        sink,
-        done=engine_adapter.LedgerDoneCheck(client),
-        waiting=engine_adapter.WaitingRevisitor(settings, client, gateway, rules),
-    )
-    return Wiring(settings, client, gateway, rules, resync)
+
+class InlineSink:
+    """Runs each handoff in this process through the engine, as a worker would."""
+
+    def __init__(self, engine: HandoffEngine) -> None:
+        self.engine = engine
+
+    def deal(self, deal_id: str) -> None:
+        self._check(self.engine.handoff_deal(deal_id, "resync"))
+
+    def contact(self, contact_id: str) -> None:
+        self._check(self.engine.handoff_contact(contact_id, "resync"))
+
+    @staticmethod
+    def _check(report: HandoffReport) -> None:
+        if report.outcome in FAILED_OUTCOMES:
+            raise HandoffError("; ".join(report.errors) or report.outcome)
 
 
 def _settings() -> Settings:
@@ -158,7 +196,7 @@ def resync_command(
     settings = _settings()
     now = datetime.now(UTC)
     try:
-        wiring = build_resync(settings, inline=inline)
+        wiring = build_wiring(settings)
         if since is None:
             start, end = scheduled_window(
                 wiring.redis, now=now, lookback_minutes=settings.resync_lookback_minutes
@@ -175,7 +213,7 @@ def resync_command(
         try:
             summary = run_locked(
                 wiring.redis,
-                wiring.resync,
+                wiring.resync(inline=inline),
                 request,
                 wait_seconds=wait_seconds,
                 advance_watermark=since is None and until_text is None and not deal_ids,
@@ -193,5 +231,140 @@ def resync_command(
         sys.exit(EXIT_FAILED)
 
 
-def _unused(_: Any) -> None:  # placeholder removed once replay/report land
-    return None
+# --------------------------------------------------------------------------- failures and replay
+
+
+@click.command("failures")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def failures_command(as_json: bool) -> None:
+    """List handoffs that failed and wait in the dead-letter record."""
+    settings = _settings()
+    failures = list_failures(redis_client(settings))
+    if as_json:
+        click.echo(json.dumps([asdict(f) for f in failures], indent=2))
+        return
+    if not failures:
+        click.echo("no failed handoff is waiting")
+        return
+    click.echo(f"{'record':20} {'first failed':26} {'last failed':26} {'tries':>5}  error")
+    for failure in failures:
+        click.echo(
+            f"{failure.key:20} {failure.first_failed_at[:25]:26} {failure.last_failed_at[:25]:26} "
+            f"{failure.attempts:>5}  {failure.error}"
+        )
+    click.echo(f"{len(failures)} failed handoff(s); run `handoff-worker replay --all` once fixed")
+
+
+@dataclass
+class ReplayTally:
+    replayed: int = 0
+    handed_off: int = 0
+    other: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+def replay_failures(engine: HandoffEngine, failures: list[FailedHandoff]) -> ReplayTally:
+    """Run each failed handoff again through the engine, going on past a failure. The engine
+    removes a dead letter when its handoff completes."""
+    tally = ReplayTally()
+    for failure in failures:
+        tally.replayed += 1
+        run = engine.handoff_deal if failure.kind == "deal" else engine.handoff_contact
+        try:
+            report = run(failure.object_id, "replay")
+        except (HandoffError, redis.RedisError) as exc:
+            tally.failed.append(f"{failure.key}: {exc}")
+            continue
+        if report.outcome in FAILED_OUTCOMES:
+            tally.failed.append(f"{failure.key}: {'; '.join(report.errors) or report.outcome}")
+        elif report.outcome == "handed_off":
+            tally.handed_off += 1
+        else:
+            tally.other[report.outcome] = tally.other.get(report.outcome, 0) + 1
+    return tally
+
+
+@click.command("replay")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every failed handoff.")
+@click.option("--deal", "deal_ids", multiple=True, help="Replay this deal (repeatable).")
+@click.option("--contact", "contact_ids", multiple=True, help="Replay this contact (repeatable).")
+def replay_command(replay_all: bool, deal_ids: tuple[str, ...], contact_ids: tuple[str, ...]) -> None:
+    """Run failed handoffs again; keeps going past a failure and prints a tally.
+
+    Exit code 1 when any replay failed (it stays in the dead-letter record).
+    """
+    if not (replay_all or deal_ids or contact_ids):
+        raise click.UsageError("say what to replay: --all, or --deal ID / --contact ID (repeatable)")
+    settings = _settings()
+    try:
+        wiring = build_wiring(settings)
+    except HandoffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    recorded = {f.key: f for f in list_failures(wiring.redis)}
+    if replay_all:
+        chosen = list(recorded.values())
+    else:
+        wanted = [f"deal:{d}" for d in deal_ids] + [f"contact:{c}" for c in contact_ids]
+        unknown = [key for key in wanted if key not in recorded]
+        for key in unknown:
+            click.echo(f"{key} is not in the dead-letter record (see `handoff-worker failures`)", err=True)
+        chosen = [recorded[key] for key in wanted if key in recorded]
+    tally = replay_failures(wiring.engine, chosen)
+    for line in tally.failed:
+        click.echo(f"  ! {line}")
+    line = f"replayed {tally.replayed}: handed off {tally.handed_off}, failed {len(tally.failed)}"
+    if tally.other:
+        line += ", other outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.other.items()))
+    click.echo(line)
+    if tally.failed:
+        sys.exit(EXIT_FAILED)
+
+
+# --------------------------------------------------------------------------- report
+
+
+@click.command("report")
+@click.option("--since", default="90d", show_default=True, help="Window start: 90d, 24h or a date.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(sorted(RENDERERS)),
+    default="table",
+    show_default=True,
+    help="table for people, csv/json for tools, html for a self-contained page with charts.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead.")
+def report_command(since: str, output_format: str, output: str | None) -> None:
+    """Per reason: deals lost, contacts recycled, skipped, enrolled, and come back to sales."""
+    settings = _settings()
+    now = datetime.now(UTC)
+    try:
+        start = parse_moment(since, now=now, option="--since")
+        wiring = build_wiring(settings)
+        report = closed_loop_report(wiring.redis, wiring.gateway, since=start, until=now)
+    except HandoffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = RENDERERS[output_format](report)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def closed_loop_report(
+    client: redis.Redis, gateway: HubSpotGateway, *, since: datetime, until: datetime
+) -> Report:
+    """Audit records (what was done) plus HubSpot's current state (who came back)."""
+    outcomes = outcomes_from_audits(recent_audits(client, AUDIT_CAP), since=since)
+    recycled: dict[str, datetime] = {}
+    for outcome in outcomes:
+        for contact_id, at in outcome.recycled.items():
+            recycled[contact_id] = min(at, recycled.get(contact_id, at))
+    back = contacts_back_in_sales(gateway, recycled)
+    waiting = [
+        WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
+        for w in Ledger(client).list_waiting()
+        if w.kind == "deal"
+    ]
+    return build_report(outcomes, waiting, back, since=since, until=until)

@@ -33,6 +33,7 @@ from handoff_worker.domain.rules import (
     batched_nurtures,
     build_plan,
     is_unqualified,
+    needs_escalation,
     owner_task_due,
 )
 from handoff_worker.errors import HubSpotError, NotFoundError, PermanentHubSpotError, RateLimitedError
@@ -50,6 +51,7 @@ from handoff_worker.handoff.ledger import (
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, RecordLock
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
+from handoff_worker.pending import pending_key
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ OTHER_DEAL_PROPERTIES = ("dealstage", "pipeline")
 CONTACT_PROPERTIES = (EMAIL_PROPERTY, LIFECYCLE_PROPERTY, "firstname", "lastname", "hubspot_owner_id")
 
 RulesSource = Callable[[], tuple[NurtureRules, str]]
+HandoffBody = Callable[["HandoffReport", RecordLock, NurtureRules], None]
 
 
 @dataclass
@@ -141,14 +144,48 @@ class HandoffEngine:
             self.ledger.move(kind, object_id, merged_into)
         else:
             self.ledger.forget(kind, object_id)
+        # Work queued for a record that is gone has nothing to do; events about the surviving
+        # record queue their own.
+        self.redis.delete(pending_key(kind, object_id))
         remove_failure(self.redis, kind, object_id)
+
+    def escalate_overdue(self) -> list[str]:
+        """Records still waiting for a reason past the SLA: one task, once, for the escalation
+        owner (owner_tasks.escalate_to_owner). Returns the escalated "kind:id" keys."""
+        rules = self.rules_source()[0]
+        owner = rules.owner_tasks.escalation_owner_id
+        if not owner:
+            return []
+        now = self.clock()
+        escalated = []
+        for waiting in self.ledger.list_waiting():
+            since = datetime.fromisoformat(waiting.since)
+            if not needs_escalation(since, now, rules.owner_tasks.sla_hours, waiting.escalated):
+                continue
+            if self.dry_run:
+                escalated.append(f"{waiting.kind}:{waiting.object_id}")
+                continue
+            # Marked first: a second escalation is worse than none (the owner already has a task).
+            self.ledger.mark_escalated(waiting)
+            self.gateway.create_task(
+                NewTask(
+                    subject=rules.owner_tasks.escalation_subject.replace("{deal_name}", waiting.name),
+                    body=f"Waiting for a reason since {waiting.since}. "
+                    + _reason_help(rules, None, waiting.kind),
+                    owner_id=owner,
+                    due_at=owner_task_due(now, rules.owner_tasks.sla_hours),
+                    deal_id=waiting.object_id if waiting.kind == DEAL else None,
+                    contact_id=waiting.object_id if waiting.kind == CONTACT else None,
+                )
+            )
+            escalated.append(f"{waiting.kind}:{waiting.object_id}")
+        return escalated
 
     # ----------------------------------------------------------------- the run
 
-    def _run(
-        self, kind: str, object_id: str, trigger: str, body: Callable[[HandoffReport, RecordLock], None]
-    ) -> HandoffReport:
-        rules_version = self.rules_source()[1]
+    def _run(self, kind: str, object_id: str, trigger: str, body: HandoffBody) -> HandoffReport:
+        # Rules and version read together, once: the audit names the rules the decisions used.
+        rules, rules_version = self.rules_source()
         report = HandoffReport(
             kind, object_id, trigger, self.dry_run, rules_version, at=self.clock().isoformat()
         )
@@ -156,7 +193,7 @@ class HandoffEngine:
         started = time.monotonic()
         with RecordLock(self.redis, kind, object_id, ttl=self.lock_ttl) as lock:
             try:
-                body(report, lock)
+                body(report, lock, rules)
             except HubSpotError as exc:
                 report.outcome = "error"
                 report.errors.append(str(exc))
@@ -169,8 +206,7 @@ class HandoffEngine:
 
     # ----------------------------------------------------------------- deals
 
-    def _deal(self, report: HandoffReport, lock: RecordLock) -> None:
-        rules = self.rules_source()[0]
+    def _deal(self, report: HandoffReport, lock: RecordLock, rules: NurtureRules) -> None:
         reason_property = rules.deals.reason_property
         try:
             deal = self.gateway.get_deal(report.object_id, [*DEAL_PROPERTIES, reason_property])
@@ -178,6 +214,9 @@ class HandoffEngine:
             report.outcome = "not_found"
             return
         catalog, status = self._deal_status(deal, rules)
+        if status is DealStatus.UNKNOWN:
+            self._unknown_stage(report, deal)
+            return
         if status is not DealStatus.LOST:
             self._not_lost(report, f"deal_{status.value}")
             return
@@ -212,13 +251,31 @@ class HandoffEngine:
     ) -> StageCatalog:
         deals = (d for ds in other_deals.values() for d in ds)
         if any(catalog.status(d.get("pipeline"), d.get("dealstage")) is DealStatus.UNKNOWN for d in deals):
-            return self.pipelines.catalog(rules.deals, refresh=True)
+            return self.pipelines.catalog(rules.deals, refresh=True, eager=False)
         return catalog
+
+    def _unknown_stage(self, report: HandoffReport, deal: CrmObject) -> None:
+        """Even fresh pipelines do not list the deal's stage: decide nothing, keep it for replay."""
+        report.outcome = "unknown_stage"
+        report.errors.append(
+            f"deal {deal.id} is in stage {deal.get('dealstage')!r} of pipeline {deal.get('pipeline')!r}, "
+            "which HubSpot's pipelines API does not list; check the pipeline settings, then replay"
+        )
+        if not self.dry_run:
+            record_failure(
+                self.redis,
+                DEAL,
+                deal.id,
+                error=report.errors[-1],
+                attempts=1,
+                now=self.clock(),
+                trigger=report.trigger,
+                permanent=True,
+            )
 
     # ----------------------------------------------------------------- unqualified leads
 
-    def _contact(self, report: HandoffReport, lock: RecordLock) -> None:
-        rules = self.rules_source()[0]
+    def _contact(self, report: HandoffReport, lock: RecordLock, rules: NurtureRules) -> None:
         leads = rules.leads
         try:
             contact = self.gateway.get_contact(
@@ -298,14 +355,29 @@ class HandoffEngine:
             if raw_reason
             else "no lost reason is filled in"
         )
+        if self.dry_run:
+            report.owner_task = self.ledger.owner_task(loss.loss_id) or "would create"
+            return
+        report.owner_task = self._owner_task_once(report, loss, rules, raw_reason, name, owner_id)
+        previous = self.ledger.get_waiting(report.kind, report.object_id)
+        if previous is None or previous.loss_id != loss.loss_id:
+            since = self.clock().isoformat()
+            self.ledger.set_waiting(
+                Waiting(report.kind, report.object_id, since, loss.loss_id, name, owner_id or "")
+            )
+
+    def _owner_task_once(
+        self,
+        report: HandoffReport,
+        loss: Loss,
+        rules: NurtureRules,
+        raw_reason: str | None,
+        name: str,
+        owner_id: str | None,
+    ) -> str:
         existing = self.ledger.owner_task(loss.loss_id)
         if existing is not None:
-            report.owner_task = existing
-            return
-        now = self.clock()
-        if self.dry_run:
-            report.owner_task = "would create"
-            return
+            return existing
         # At most once: a task is not idempotent (two reminders), and whether a failed call created
         # one cannot be known, so the intent is kept even on error. Only a 429 is known to have
         # created nothing; then the intent is dropped and the retry may create it.
@@ -314,7 +386,7 @@ class HandoffEngine:
             subject=rules.owner_tasks.subject.replace("{deal_name}", name),
             body=_reason_help(rules, raw_reason, report.kind),
             owner_id=owner_id or None,
-            due_at=owner_task_due(now, rules.owner_tasks.sla_hours),
+            due_at=owner_task_due(self.clock(), rules.owner_tasks.sla_hours),
             deal_id=report.object_id if report.kind == DEAL else None,
             contact_id=report.object_id if report.kind == CONTACT else None,
         )
@@ -324,12 +396,7 @@ class HandoffEngine:
             self.ledger.clear_owner_task(loss.loss_id)
             raise
         self.ledger.set_owner_task(loss.loss_id, task_id)
-        report.owner_task = task_id
-        previous = self.ledger.get_waiting(report.kind, report.object_id)
-        since = previous.since if previous and previous.loss_id == loss.loss_id else now.isoformat()
-        self.ledger.set_waiting(
-            Waiting(report.kind, report.object_id, since, loss.loss_id, name, owner_id or "")
-        )
+        return task_id
 
     def _hand_off(
         self,

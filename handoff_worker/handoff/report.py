@@ -15,15 +15,19 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from statistics import median
+from typing import Any
 
 from handoff_worker.domain.models import ObjectType
+from handoff_worker.domain.rules import LIFECYCLE_ORDER, LIFECYCLE_PROPERTY
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
-# Lifecycle stages at or before `lead`: a recycled contact in any other stage is back with sales.
-NOT_YET_BACK_STAGES = frozenset({"", "subscriber", "lead", "marketingqualifiedlead"})
+# A recycled contact whose lifecycle stage moved past `lead` has come back. Stages outside HubSpot's
+# order (`other`, a portal's own) are not counted as back: nobody knows where they sit.
+STAGES_PAST_LEAD = frozenset(LIFECYCLE_ORDER[LIFECYCLE_ORDER.index("lead") + 1 :])
 NO_REASON = "(no reason)"
+RECYCLED_OUTCOMES = frozenset({"recycled", "resumed"})
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,8 @@ def contacts_back_in_sales(gateway: HubSpotGateway, recycled: Mapping[str, datet
     if not recycled:
         return set()
     ids = sorted(recycled)
-    contacts = gateway.batch_read(ObjectType.CONTACT, ids, ["lifecyclestage"])
-    back = {c.id for c in contacts if (c.get("lifecyclestage") or "") not in NOT_YET_BACK_STAGES}
+    contacts = gateway.batch_read(ObjectType.CONTACT, ids, [LIFECYCLE_PROPERTY])
+    back = {c.id for c in contacts if c.get(LIFECYCLE_PROPERTY) in STAGES_PAST_LEAD}
     undecided = [i for i in ids if i not in back]
     if not undecided:
         return back
@@ -151,10 +155,61 @@ def _parse_time(raw: str | None) -> datetime | None:
     if not raw:
         return None
     if raw.isdigit():
-        from datetime import UTC
-
         return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def outcomes_from_audits(audits: Iterable[Mapping[str, Any]], *, since: datetime) -> list[DealOutcome]:
+    """Fold the engine's audit records (one per run) into one outcome per loss with a reason.
+
+    A loss may take several runs (a retry, a resync, a replay): contacts recycled in any run count
+    once, at their first recycle; a contact skipped in one run and recycled in a later one counts
+    as recycled; dry runs and runs before `since` are left out.
+    """
+    by_loss: dict[str, _LossFold] = {}
+    for audit in sorted(audits, key=lambda a: str(a.get("at", ""))):
+        if audit.get("kind") != "deal" or audit.get("dry_run") or not audit.get("loss_id"):
+            continue
+        at = _parse_time(str(audit.get("at") or ""))
+        if at is None or at < since:
+            continue
+        fold = by_loss.setdefault(str(audit["loss_id"]), _LossFold(str(audit["object_id"]), at))
+        fold.add(audit, at)
+    return [fold.outcome() for fold in by_loss.values() if fold.reason is not None]
+
+
+@dataclass
+class _LossFold:
+    deal_id: str
+    first_at: datetime
+    reason: str | None = None
+    recycled: dict[str, datetime] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    enrolled: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, audit: Mapping[str, Any], at: datetime) -> None:
+        if audit.get("reason"):
+            self.reason = str(audit["reason"])
+        contacts: Mapping[str, Mapping[str, Any]] = audit.get("contacts") or {}
+        for contact_id, contact in contacts.items():
+            outcome = contact.get("outcome")
+            if outcome in RECYCLED_OUTCOMES:
+                self.recycled.setdefault(contact_id, at)
+            elif outcome == "skipped":
+                # The engine writes "<why>: <detail>"; the report groups by the why.
+                self.skipped[contact_id] = str(contact.get("why", "")).split(":", 1)[0] or "unknown"
+        for enrollment in audit.get("enrollments") or ():
+            self.enrolled.add((str(enrollment.get("contact")), str(enrollment.get("name") or "")))
+
+    def outcome(self) -> DealOutcome:
+        return DealOutcome(
+            deal_id=self.deal_id,
+            reason=self.reason or NO_REASON,
+            at=self.first_at,
+            recycled=dict(self.recycled),
+            skipped={c: why for c, why in self.skipped.items() if c not in self.recycled},
+            enrolled=dict(Counter(name for _, name in self.enrolled)),
+        )
 
 
 # --------------------------------------------------------------------------- rendering

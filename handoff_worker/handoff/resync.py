@@ -412,6 +412,9 @@ class Resync:
         self.waiting = waiting
         self.page_size = page_size
         self.result_cap = result_cap
+        # (kind, id) sent during the current run, so the waiting revisit does not send them again.
+        self._sent: set[tuple[str, str]] = set()
+        self._progress: ProgressCallback | None = None
 
     def run(
         self,
@@ -423,6 +426,8 @@ class Resync:
         summary = ResyncSummary(
             since=request.since.isoformat(), until=request.until.isoformat(), dry_run=request.dry_run
         )
+        self._sent = set()
+        self._progress = progress
 
         def on_page() -> None:
             if lock is not None:
@@ -440,7 +445,10 @@ class Resync:
                 if request.include_contacts and self.rules.leads.enabled:
                     self._sweep_contacts(summary, request, on_page)
                 if self.waiting is not None:
-                    self.waiting.revisit(summary, dry_run=request.dry_run, sink=self.sink)
+                    # A waiting deal whose reason was just set was modified, so the walk already
+                    # sent it: the revisit must not send it a second time in the same sweep.
+                    once = _OncePerSweep(self.sink, self._sent)
+                    self.waiting.revisit(summary, dry_run=request.dry_run, sink=once)
         except HandoffError as exc:
             # The walk cannot go on (HubSpot failed, or the seam check stopped it); what was
             # queued stays queued and the watermark stays where it was.
@@ -495,6 +503,7 @@ class Resync:
         if is_done(object_id):
             summary.already_done += 1
             return
+        self._sent.add((kind, object_id))
         if dry_run:
             summary.queued += 1  # would be queued
             return
@@ -506,6 +515,26 @@ class Resync:
             log.warning("resync could not hand off %s %s: %s", kind, object_id, exc)
         else:
             summary.queued += 1
+        if self._progress is not None:
+            self._progress(summary)  # throttled by the callback; inline handoffs can be slow
+
+
+class _OncePerSweep:
+    """Passes a record on unless this sweep already sent it."""
+
+    def __init__(self, sink: HandoffSink, sent: set[tuple[str, str]]) -> None:
+        self.sink = sink
+        self.sent = sent
+
+    def deal(self, deal_id: str) -> None:
+        if ("deal", deal_id) not in self.sent:
+            self.sent.add(("deal", deal_id))
+            self.sink.deal(deal_id)
+
+    def contact(self, contact_id: str) -> None:
+        if ("contact", contact_id) not in self.sent:
+            self.sent.add(("contact", contact_id))
+            self.sink.contact(contact_id)
 
 
 class WaitingRevisit(Protocol):

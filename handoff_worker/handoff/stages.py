@@ -21,6 +21,9 @@ from handoff_worker.state import KEY_PREFIX
 
 PIPELINES_KEY = f"{KEY_PREFIX}pipelines:deals"
 PIPELINES_MAX_AGE_SECONDS = 300.0
+# A forced refresh within this long of the last read is skipped: a deal stuck in a stage id that
+# no pipeline lists must not cost every handoff an extra call.
+MIN_REFRESH_INTERVAL_SECONDS = 30.0
 
 
 class PipelineCache:
@@ -37,20 +40,22 @@ class PipelineCache:
         self.max_age = max_age
         self.clock = clock
 
-    def catalog(self, deal_rules: DealRules, *, refresh: bool = False) -> StageCatalog:
-        pipelines = None if refresh else self._cached()
+    def catalog(self, deal_rules: DealRules, *, refresh: bool = False, eager: bool = True) -> StageCatalog:
+        """`refresh`: re-read unless just read (`eager`: even then, for the deal being handed off)."""
+        max_age = (0.0 if eager else MIN_REFRESH_INTERVAL_SECONDS) if refresh else self.max_age
+        pipelines = self._cached(max_age)
         if pipelines is None:
             pipelines = self.gateway.deal_pipelines()
             payload = {"fetched_at": self.clock(), "pipelines": [asdict(p) for p in pipelines]}
             self.client.set(PIPELINES_KEY, json.dumps(payload))
         return stage_catalog(pipelines, deal_rules)
 
-    def _cached(self) -> list[Pipeline] | None:
+    def _cached(self, max_age: float) -> list[Pipeline] | None:
         raw = self.client.get(PIPELINES_KEY)
         if not raw:
             return None
         payload = json.loads(str(raw))
-        if self.clock() - float(payload["fetched_at"]) > self.max_age:
+        if self.clock() - float(payload["fetched_at"]) > max_age:
             return None
         return [
             Pipeline(p["id"], p["label"], tuple(Stage(**s) for s in p["stages"]))

@@ -9,6 +9,7 @@ of its own). The SDK's generated APIs carry the CRM calls; the Session carries w
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -53,7 +54,7 @@ from handoff_worker.domain.models import (
     SearchPage,
     Stage,
 )
-from handoff_worker.errors import SettingsError
+from handoff_worker.errors import DailyLimitError, HubSpotError, RateLimitedError, SettingsError
 from handoff_worker.hubspot.ratelimit import RedisRateLimiter
 from handoff_worker.hubspot.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 from handoff_worker.hubspot.translate import RequestNotSentError, error_from_response, translate
@@ -198,11 +199,19 @@ class SdkGateway:
                 error = translate(exc, operation)
                 if isinstance(error, RequestNotSentError):
                     self._calls -= 1  # nothing reached HubSpot
+                self._share_rate_limit(error)
                 raise error from exc
             self._observe(headers)
             return result
 
         return call_with_retry(attempt, operation=operation, idempotent=idempotent, policy=self._policy)
+
+    def _share_rate_limit(self, error: HubSpotError) -> None:
+        # A rolling-window 429 means the account (maybe through another integration) is over its
+        # budget: every process holds off, not only the one that was told.
+        rolling = isinstance(error, RateLimitedError) and not isinstance(error, DailyLimitError)
+        if self._limiter is not None and rolling and error.retry_after:
+            self._limiter.pause(error.retry_after)
 
     def _observe(self, headers: Any) -> None:
         if self._limiter is not None and headers:
@@ -212,6 +221,12 @@ class SdkGateway:
         """Call a generated API's `*_with_http_info` method with our timeout."""
         data, _status, headers = method(*args, _request_timeout=self._timeout, **kwargs)
         return data, headers
+
+    def _sdk_json(self, method: Callable[..., Any], *args: Any) -> tuple[Any, Headers]:
+        """Like `_sdk`, but the answer's JSON as sent, for models whose field names drift from
+        HubSpot's (the lists SDK expects `recordsIdsAdded`, HubSpot's schema says `recordIdsAdded`)."""
+        raw = method(*args, _request_timeout=self._timeout, _preload_content=False)
+        return (json.loads(raw.data) if raw.data else {}), raw.headers
 
     def _http(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
@@ -430,14 +445,16 @@ class SdkGateway:
         missing: list[str] = []
         already: list[str] = []
         for chunk in _chunks(list(dict.fromkeys(contact_ids)), BATCH_SIZE):
-            response = self._send(
+            answer = self._send(
                 "add contacts to list",
-                lambda chunk=chunk: self._sdk(  # type: ignore[misc]  # bind this chunk
+                lambda chunk=chunk: self._sdk_json(  # type: ignore[misc]  # bind this chunk
                     self._memberships.add_with_http_info, list_id, list(chunk)
                 ),
             )
-            chunk_added = [str(i) for i in response.records_ids_added or ()]
-            chunk_missing = [str(i) for i in response.record_ids_missing or ()]
+            chunk_added = [
+                str(i) for i in answer.get("recordIdsAdded") or answer.get("recordsIdsAdded") or ()
+            ]
+            chunk_missing = [str(i) for i in answer.get("recordIdsMissing") or ()]
             added.extend(chunk_added)
             missing.extend(chunk_missing)
             # HubSpot reports only what changed; ids neither added nor missing were members already.

@@ -142,6 +142,11 @@ class RedisRateLimiter:
                 )
             time.sleep(wait)
 
+    def pause(self, seconds: float) -> None:
+        """Hold every process's next request for `seconds` (never shortens a longer pause)."""
+        if seconds > 0:
+            self._pause(keys=[self._pause_key], args=[int(seconds * 1_000_000)])
+
     def observe(self, headers: Mapping[str, str] | None) -> float:
         """Read HubSpot's rate-limit headers; when little is left, pause every process.
 
@@ -158,7 +163,7 @@ class RedisRateLimiter:
         if maximum <= 0 or remaining >= threshold:
             return 0.0
         pause = interval_seconds * (threshold - remaining + 1) / maximum
-        self._pause(keys=[self._pause_key], args=[int(pause * 1_000_000)])
+        self.pause(pause)
         log.info(
             "HubSpot rate budget nearly spent; pausing all processes",
             extra={"remaining": remaining, "max": maximum, "pause_seconds": round(pause, 3)},

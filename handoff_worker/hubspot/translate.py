@@ -110,6 +110,9 @@ def translate(exc: BaseException, operation: str) -> HubSpotError:
     """Our error for any exception raised while talking to HubSpot."""
     if isinstance(exc, HubSpotError):
         return exc
+    if type(exc).__module__.startswith("hubspot.") and not _is_sdk_api_exception(exc):
+        # ApiTypeError/ApiValueError: the SDK refused to build the request before sending it.
+        return PermanentHubSpotError(f"the SDK refused the request: {exc}", operation=operation)
     if _is_sdk_api_exception(exc):
         status = int(getattr(exc, "status", 0) or 0)
         if status == 0:  # the SDK's own wrapper for TLS failures: no answer was received

@@ -21,7 +21,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from handoff_worker.celery_app import create_celery
+from handoff_worker.celery_app import HANDOFF_QUEUE, create_celery
 from handoff_worker.domain.events import (
     Disposition,
     EventDecision,
@@ -30,6 +30,7 @@ from handoff_worker.domain.events import (
 )
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.intake import metrics
+from handoff_worker.intake.broker import publisher_for
 from handoff_worker.intake.dispatch import Dispatcher, DispatchResult, QueueUnavailableError
 from handoff_worker.intake.webhook import HubSpotWebhook, RejectedRequestError
 from handoff_worker.settings import Settings
@@ -65,10 +66,11 @@ def create_app(
         )
     redis_conn = redis_client or make_redis_client(settings, socket_timeout=REDIS_TIMEOUT_SECONDS)
     celery = celery_app or create_celery(settings)
+    publisher = publisher_for(celery, queue=HANDOFF_QUEUE, socket_timeout=REDIS_TIMEOUT_SECONDS)
     intake = _Intake(
         settings=settings,
         webhook=HubSpotWebhook(settings),
-        dispatcher=Dispatcher(redis_conn, celery),
+        dispatcher=Dispatcher(redis_conn, publisher),
         watched=watched_properties(rules or NurtureRules(reasons=())),
     )
     app.extensions["handoff_intake"] = intake

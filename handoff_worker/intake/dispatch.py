@@ -1,38 +1,34 @@
 """Turn decided events into queued Celery work, exactly once per burst, without losing any.
 
 Order matters for safety:
-1. one pipelined read: which events were seen before, which records already have work queued;
-2. publish one unit per new record (the only per-record round trip);
+1. one read (MGET): which events were seen before, which records already have work queued;
+2. one write to the broker (a single LPUSH): one task message per new record;
 3. one pipelined write: pending marks and dedupe keys, only now that the work is durably queued.
-A crash between 2 and 3 loses nothing: HubSpot retries the delivery and it is enqueued again.
+Three round trips per request, however many events it holds. A crash between 2 and 3 loses
+nothing: HubSpot retries the delivery and it is enqueued again.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from celery import Celery
-from kombu.exceptions import KombuError
 
 from handoff_worker.celery_app import (
-    HANDOFF_QUEUE,
     TASK_FORGET_RECORD,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
 )
 from handoff_worker.domain.events import Disposition, EventDecision, UnitKind, WorkUnit
+from handoff_worker.intake.broker import TaskCall, TaskPublisher
 from handoff_worker.pending import mark_pending_many, pending_key
 from handoff_worker.state import KEY_PREFIX
 
 # Longer than HubSpot's retry span (about 24 h), so every retry of a queued event is recognised.
 DEDUPE_TTL_SECONDS = 3 * 24 * 3600
-# One quick retry of a publish, then a 503: HubSpot retries on its own and waits only 5 s.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.0, "interval_step": 0.1, "interval_max": 0.2}
 
 # SET with a TTL for many keys in one command (MSET has no TTL).
 _SET_WITH_TTL_SCRIPT = """
@@ -82,10 +78,14 @@ def task_call(unit: WorkUnit) -> tuple[str, dict[str, Any]]:
 
 class Dispatcher:
     def __init__(
-        self, redis_client: redis.Redis, celery_app: Celery, *, dedupe_ttl: int = DEDUPE_TTL_SECONDS
+        self,
+        redis_client: redis.Redis,
+        publisher: TaskPublisher,
+        *,
+        dedupe_ttl: int = DEDUPE_TTL_SECONDS,
     ) -> None:
         self._redis = redis_client
-        self._celery = celery_app
+        self._publisher = publisher
         self._dedupe_ttl = dedupe_ttl
 
     def dispatch(self, decisions: Sequence[EventDecision]) -> DispatchResult:
@@ -93,7 +93,8 @@ class Dispatcher:
         result = DispatchResult(work_events=len(work))
         if not work:
             return result
-        new_events, pending = self._read_state(work)
+        new_by_key, pending = self._read_state(work)
+        new_events = list(new_by_key.values())
         result.duplicates = len(work) - len(new_events)
 
         units: dict[str, WorkUnit] = {}
@@ -106,10 +107,10 @@ class Dispatcher:
         result.coalesced = unit_mentions - len(to_publish)
 
         published = self._publish(to_publish, result)
-        result.marks_written = self._write_marks(published, [d.event.dedupe_key() for d in new_events])
+        result.marks_written = self._write_marks(published, list(new_by_key))
         return result
 
-    def _read_state(self, work: list[EventDecision]) -> tuple[list[EventDecision], set[tuple[str, str]]]:
+    def _read_state(self, work: list[EventDecision]) -> tuple[dict[str, EventDecision], set[tuple[str, str]]]:
         """Events not seen before (first of each key in this batch) and the pending records."""
         first_by_key: dict[str, EventDecision] = {}
         for decision in work:
@@ -125,35 +126,24 @@ class Dispatcher:
         except redis.RedisError as exc:
             raise QueueUnavailableError(f"Redis did not answer the dedupe check: {exc}") from exc
         seen_flags, pending_flags = values[: len(first_by_key)], values[len(first_by_key) :]
-        new_events = [d for d, seen in zip(first_by_key.values(), seen_flags, strict=True) if seen is None]
+        new_by_key = {
+            key: d for (key, d), seen in zip(first_by_key.items(), seen_flags, strict=True) if seen is None
+        }
         pending = {
             record for record, value in zip(record_list, pending_flags, strict=True) if value is not None
         }
-        return new_events, pending
+        return new_by_key, pending
 
     def _publish(self, units: list[WorkUnit], result: DispatchResult) -> list[tuple[WorkUnit, str]]:
-        published: list[tuple[WorkUnit, str]] = []
-        for unit in units:
-            name, kwargs = task_call(unit)
-            task_id = str(uuid.uuid4())
-            try:
-                self._celery.send_task(
-                    name,
-                    kwargs=kwargs,
-                    queue=HANDOFF_QUEUE,
-                    task_id=task_id,
-                    retry=True,
-                    retry_policy=PUBLISH_RETRY_POLICY,
-                )
-            except (KombuError, redis.RedisError, OSError) as exc:
-                # Mark what did go out so HubSpot's retry of this batch does not queue it twice.
-                self._write_marks(published, [])
-                raise QueueUnavailableError(
-                    f"publishing {name} failed after {len(published)} of {len(units)} units: {exc}"
-                ) from exc
-            published.append((unit, task_id))
-            result.published[name] = result.published.get(name, 0) + 1
-        return published
+        calls = [TaskCall.new(*task_call(unit)) for unit in units]
+        try:
+            self._publisher.publish(calls)
+        except redis.RedisError as exc:
+            # One LPUSH is atomic: nothing of this request was queued, HubSpot's retry queues it.
+            raise QueueUnavailableError(f"publishing {len(calls)} units to the broker failed: {exc}") from exc
+        for call in calls:
+            result.published[call.name] = result.published.get(call.name, 0) + 1
+        return [(unit, call.task_id) for unit, call in zip(units, calls, strict=True)]
 
     def _write_marks(self, published: list[tuple[WorkUnit, str]], dedupe_keys: list[str]) -> bool:
         marks = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from handoff_worker.domain.nurture import (
 )
 from handoff_worker.domain.rules import (
     DealStatus,
+    HandoffPlan,
     LifecycleWrite,
     SkipReason,
     build_plan,
@@ -302,8 +304,8 @@ def test_needs_escalation(waited: timedelta, already: bool, expected: bool) -> N
     assert needs_escalation(NOW - waited, NOW, 24, already) is expected
 
 
-def plan_for(reason: ReasonRule, contacts: list[CrmObject], **kwargs: object):  # type: ignore[no-untyped-def]
-    arguments: dict[str, object] = {
+def plan_for(reason: ReasonRule, contacts: list[CrmObject], **kwargs: Any) -> HandoffPlan:
+    arguments: dict[str, Any] = {
         "reason": reason,
         "rules": RULES,
         "deal_id": "d1",
@@ -315,7 +317,7 @@ def plan_for(reason: ReasonRule, contacts: list[CrmObject], **kwargs: object):  
         "now": NOW,
     }
     arguments.update(kwargs)
-    return build_plan(**arguments)  # type: ignore[arg-type]
+    return build_plan(**arguments)
 
 
 def test_plan_recycles_with_markers_and_property_nurture_in_one_set() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from handoff_worker.handoff.deadletter import get_failure, list_failures, remove
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.lock import LockBusyError, RecordLock
+from handoff_worker.pending import is_pending, mark_pending
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 READ_POSTS = ("/batch/read", "/search")
@@ -35,7 +37,7 @@ def enrollment_attempts(hub: Any, workflow_id: str) -> int:
 
 
 def tasks_for_deal(hub: Any, deal_id: str) -> list[str]:
-    return hub.control.associated_ids("deals", deal_id, "tasks")  # type: ignore[no-any-return]
+    return hub.control.associated_ids("deals", deal_id, "tasks")
 
 
 def writes(hub: Any) -> list[tuple[str, str]]:
@@ -375,3 +377,53 @@ def test_forget_moves_state_on_merge_and_drops_it_on_delete(hub: Any, engine: Ha
     assert ledger.owner_task("deal:2999:1") is not None
     engine.forget("deal", "2999")
     assert ledger.get_waiting("deal", "2999") is None and ledger.current_loss("deal", "2999") is None
+
+
+def test_overdue_wait_is_escalated_once(
+    hub: Any, engine_for: Callable[..., HandoffEngine], rules_path: Any, redis_conn: redis.Redis
+) -> None:
+    rules_path.write_text(
+        rules_path.read_text().replace("  sla_hours: 24\n", "  sla_hours: 24\n  escalate_to_owner: 7002\n")
+    )
+    engine = engine_for()
+    hub.control.lose_deal("2001", None)
+    engine.handoff_deal("2001")
+    assert engine.escalate_overdue() == []  # within the SLA
+    later = engine_for()
+    later.clock = lambda: datetime.now(UTC) + timedelta(hours=25)
+    assert later.escalate_overdue() == ["deal:2001"]
+    assert later.escalate_overdue() == []
+    subjects = sorted(
+        hub.control.object("tasks", t)["properties"]["hs_task_subject"] for t in tasks_for_deal(hub, "2001")
+    )
+    assert subjects == ["Add a lost reason to Acme expansion", "Lost reason still missing on Acme expansion"]
+
+
+def test_stage_added_after_the_cache_was_filled_forces_one_refresh(hub: Any, engine: HandoffEngine) -> None:
+    engine.pipelines.catalog(engine.rules_source()[0].deals)  # cache filled before the new pipeline
+    hub.control.seed(
+        {
+            "pipelines": [
+                {
+                    "id": "expansion",
+                    "label": "Expansion",
+                    "stages": [
+                        {"id": "exp_open", "label": "Open", "probability": 0.5},
+                        {"id": "exp_gone", "label": "Gone", "probability": 0.0, "isClosed": True},
+                    ],
+                }
+            ]
+        }
+    )
+    deal = new_deal(hub, ["3006"], pipeline="expansion", stage="exp_open")
+    hub.control.lose_deal(deal, "Pricing", stage="exp_gone")
+    hub.control.clear_requests()
+    assert engine.handoff_deal(deal).outcome == "handed_off"
+    assert len(hub.control.requests("/crm/v3/pipelines/deals")) == 1
+    assert lifecycle(hub, "3006") == "lead"
+
+
+def test_forget_drops_the_pending_mark(hub: Any, engine: HandoffEngine, redis_conn: redis.Redis) -> None:
+    mark_pending(redis_conn, "contact", "3006")
+    engine.forget("contacts", "3006")
+    assert not is_pending(redis_conn, "contact", "3006")

@@ -80,3 +80,29 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def hammer(url: str, redis_url: str, budget: str, calls: int, search: bool) -> tuple[int, list[str]]:
+    """One worker process: `calls` requests through its own gateway and the shared limiter.
+    Returns the requests it sent and the errors it met. Waits are real here."""
+    import redis
+
+    from handoff_worker.domain.models import ObjectType, SearchFilter
+    from handoff_worker.hubspot.gateway import build_gateway
+
+    connection = redis.Redis.from_url(redis_url)
+    settings = settings_for(url, HUBSPOT_RATE_LIMIT=budget, HUBSPOT_SEARCH_RATE_LIMIT=budget)
+    gateway = build_gateway(settings, connection)
+    errors: list[str] = []
+    for _ in range(calls):
+        try:
+            if search:
+                gateway.search(
+                    ObjectType.DEAL, [[SearchFilter("dealstage", "EQ", "closedlost")]], properties=[]
+                )
+            else:
+                gateway.get_deal("500", ["dealname"])
+        except Exception as exc:  # reported to the parent test, which fails on any
+            errors.append(repr(exc))
+    connection.close()
+    return gateway.calls_made, errors

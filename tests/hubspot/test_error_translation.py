@@ -74,6 +74,13 @@ def test_transport_failures() -> None:
     assert type(translate(requests.ConnectionError("reset"), "op")) is TransientHubSpotError
 
 
+def test_an_sdk_refusal_is_permanent() -> None:
+    from hubspot.crm.objects.exceptions import ApiValueError
+
+    error = translate(ApiValueError("Missing the required parameter `object_type`"), "get deal")
+    assert type(error) is PermanentHubSpotError and "object_type" in error.message
+
+
 def test_a_bug_of_ours_is_not_disguised() -> None:
     with pytest.raises(KeyError):
         translate(KeyError("oops"), "op")

@@ -28,7 +28,7 @@ TASKS_PATH = "/crm/v3/objects/tasks"
 
 
 def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    return [r.wait_seconds for r in caplog.records if r.getMessage() == "retrying HubSpot call"]
+    return [r.__dict__["wait_seconds"] for r in caplog.records if r.getMessage() == "retrying HubSpot call"]
 
 
 def statuses(hub: SandboxServer, path: str) -> list[int]:
@@ -46,7 +46,8 @@ def test_400_is_permanent_and_not_retried(gateway: SdkGateway, hub: SandboxServe
         gateway.get_deal("500", ["dealname"])
 
     assert caught.value.status == 400 and caught.value.category == "INJECTED_FAULT"
-    assert "get deal" in str(caught.value) and caught.value.correlation_id in str(caught.value)
+    assert caught.value.correlation_id and caught.value.correlation_id in str(caught.value)
+    assert "get deal" in str(caught.value)
     assert statuses(hub, DEAL_PATH) == [400]
     assert gateway.calls_made == 1
 
@@ -90,11 +91,11 @@ def test_5xx_gives_up_after_the_attempt_bound(gateway: SdkGateway, hub: SandboxS
 
 
 def test_429_with_retry_after_waits_what_hubspot_asks(
-    gateway: SdkGateway, hub: SandboxServer, caplog: pytest.LogCaptureFixture
+    unpaced: SdkGateway, hub: SandboxServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     hub.control.set_faults(retry_after_s=3, fail_next=[{"count": 1, "status": 429, "path_prefix": DEAL_PATH}])
 
-    gateway.get_deal("500", ["dealname"])
+    unpaced.get_deal("500", ["dealname"])
 
     assert statuses(hub, DEAL_PATH) == [429, 200]
     assert retry_waits(caplog) == [3.0]
@@ -160,6 +161,13 @@ def test_dropped_connection_is_transient_and_retried(gateway: SdkGateway, hub: S
 
 
 @pytest.fixture
+def unpaced(hub: SandboxServer) -> Iterator[SdkGateway]:
+    """No shared limiter (so no shared pause after a 429), instant retry waits."""
+    with instant_waits():
+        yield build_gateway(settings_for(hub.url))
+
+
+@pytest.fixture
 def impatient(hub: SandboxServer, redis_url: str) -> Iterator[SdkGateway]:
     """A gateway whose timeout (0.3 s) is shorter than the sandbox's injected latency."""
 
@@ -200,10 +208,10 @@ def test_create_task_is_not_resent_after_a_5xx(gateway: SdkGateway, hub: Sandbox
     assert statuses(hub, TASKS_PATH) == [503]
 
 
-def test_create_task_is_resent_after_a_429(gateway: SdkGateway, hub: SandboxServer) -> None:
+def test_create_task_is_resent_after_a_429(unpaced: SdkGateway, hub: SandboxServer) -> None:
     hub.control.fail_next(1, 429, TASKS_PATH, method="POST")
 
-    task_id = gateway.create_task(a_task())
+    task_id = unpaced.create_task(a_task())
 
     assert statuses(hub, TASKS_PATH) == [429, 201]
     assert [t["id"] for t in hub.control.objects("tasks")] == [task_id]
@@ -219,10 +227,24 @@ def test_batch_update_is_retried_after_a_5xx(gateway: SdkGateway, hub: SandboxSe
     assert statuses(hub, path) == [502, 200]
 
 
-def test_search_429_is_a_rate_limited_error(gateway: SdkGateway, hub: SandboxServer) -> None:
+def test_search_429_is_a_rate_limited_error(unpaced: SdkGateway, hub: SandboxServer) -> None:
     hub.control.fail_next(50, 429, "/crm/v3/objects/deals/search")
 
     with pytest.raises(RateLimitedError) as caught:
-        gateway.search(ObjectType.DEAL, [], properties=["dealname"])
+        unpaced.search(ObjectType.DEAL, [], properties=["dealname"])
 
     assert caught.value.policy == "TEN_SECONDLY_ROLLING"
+
+
+def test_a_429_pauses_every_process_for_the_retry_after(
+    gateway: SdkGateway, hub: SandboxServer, redis_conn: redis.Redis
+) -> None:
+    hub.control.set_faults(retry_after_s=1, fail_next=[{"count": 1, "status": 429, "path_prefix": DEAL_PATH}])
+
+    gateway.get_deal("500", ["dealname"])
+
+    first, second = hub.control.requests(DEAL_PATH)
+    assert (first["status"], second["status"]) == (429, 200)
+    # The retry waited in the shared limiter (real sleep), where every process would wait too.
+    assert redis_conn.get("{hubspot:ratelimit}:pause-until") is not None
+    assert second["at"] - first["at"] >= 900

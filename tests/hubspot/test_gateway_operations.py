@@ -208,6 +208,14 @@ def test_add_to_list_chunks_by_100(gateway: SdkGateway, hub: SandboxServer) -> N
 def test_get_unknown_list_is_not_found(gateway: SdkGateway) -> None:
     with pytest.raises(NotFoundError):
         gateway.get_list("4040")
+    with pytest.raises(NotFoundError):
+        gateway.add_to_list("4040", ["1"])
+
+
+def test_adding_to_an_active_list_is_permanent(gateway: SdkGateway) -> None:
+    with pytest.raises(PermanentHubSpotError) as caught:
+        gateway.add_to_list("78", ["1"])
+    assert caught.value.status == 400 and "MANUAL" in caught.value.message
 
 
 def test_properties_get_and_create(gateway: SdkGateway) -> None:

@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Celery
-from flask.testing import FlaskClient
 from flask.testing import FlaskClient
 from hubspot.utils.signature import Signature
 
-from handoff_worker.celery_app import HANDOFF_QUEUE, create_celery
+from handoff_worker.celery_app import HANDOFF_QUEUE
 from handoff_worker.domain.nurture import DealRules, LeadRules, NurtureRules
-from handoff_worker.intake.app import create_app
 from handoff_worker.settings import Settings
 
 SECRET = "11111111-2222-3333-4444-555555555555"
@@ -35,10 +32,14 @@ def now_ms() -> str:
     return str(int(time.time() * 1000))
 
 
-def v3_headers(body: bytes, *, uri: str = LOCAL_URI, secret: str = SECRET, timestamp: str | None = None) -> dict[str, str]:
+def v3_headers(
+    body: bytes, *, uri: str = LOCAL_URI, secret: str = SECRET, timestamp: str | None = None
+) -> dict[str, str]:
     """Headers as HubSpot would send them, signed by the SDK (not by the code under test)."""
     timestamp = timestamp or now_ms()
-    sig = Signature.get_signature(secret, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp)
+    sig = Signature.get_signature(
+        secret, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=timestamp
+    )
     return {
         "Content-Type": "application/json",
         "X-HubSpot-Signature-v3": sig,
@@ -49,7 +50,9 @@ def v3_headers(body: bytes, *, uri: str = LOCAL_URI, secret: str = SECRET, times
 _event_counter = iter(range(1, 10**9))
 
 
-def deal_stage_event(deal_id: int, *, stage: str = "closedlost", attempt: int = 0, **extra: Any) -> dict[str, Any]:
+def deal_stage_event(
+    deal_id: int, *, stage: str = "closedlost", attempt: int = 0, **extra: Any
+) -> dict[str, Any]:
     event_number = next(_event_counter)
     event = {
         "eventId": 1000 + event_number,
@@ -101,7 +104,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
 
 
 def post(client: FlaskClient, body: bytes, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-    return client.post("/webhooks/hubspot", data=body, headers=v3_headers(body) if headers is None else headers, **kwargs)
+    return client.post(
+        "/webhooks/hubspot", data=body, headers=v3_headers(body) if headers is None else headers, **kwargs
+    )
 
 
 def free_port() -> int:

@@ -47,7 +47,11 @@ def change(type_: str, name: str, object_id: int = 7, **extra: Any) -> dict[str,
         (change("deal.propertyChange", "dealstage"), Disposition.WORK, [WorkUnit(UnitKind.DEAL, "7")]),
         (change("deal.propertyChange", "lost_reason_pick"), Disposition.WORK, [WorkUnit(UnitKind.DEAL, "7")]),
         (change("deal.propertyChange", "amount"), Disposition.IRRELEVANT, []),
-        (change("contact.propertyChange", "hs_lead_status"), Disposition.WORK, [WorkUnit(UnitKind.CONTACT, "7")]),
+        (
+            change("contact.propertyChange", "hs_lead_status"),
+            Disposition.WORK,
+            [WorkUnit(UnitKind.CONTACT, "7")],
+        ),
         (change("contact.propertyChange", "dq_reason"), Disposition.WORK, [WorkUnit(UnitKind.CONTACT, "7")]),
         (change("contact.propertyChange", "dealstage"), Disposition.IRRELEVANT, []),
         (
@@ -63,7 +67,11 @@ def change(type_: str, name: str, object_id: int = 7, **extra: Any) -> dict[str,
         ({**change("object.propertyChange", "x"), "objectTypeId": "0-2"}, Disposition.UNKNOWN_TYPE, []),
         ({"eventType": "deal.creation", "objectId": 5}, Disposition.WORK, [WorkUnit(UnitKind.DEAL, "5")]),
         ({"eventType": "contact.creation", "objectId": 5}, Disposition.IRRELEVANT, []),
-        ({"subscriptionType": "deal.restore", "objectId": 5}, Disposition.WORK, [WorkUnit(UnitKind.DEAL, "5")]),
+        (
+            {"subscriptionType": "deal.restore", "objectId": 5},
+            Disposition.WORK,
+            [WorkUnit(UnitKind.DEAL, "5")],
+        ),
         ({"subscriptionType": "company.creation", "objectId": 5}, Disposition.UNKNOWN_TYPE, []),
         ({"subscriptionType": "deal.somethingNew", "objectId": "x"}, Disposition.UNKNOWN_TYPE, []),
         (
@@ -86,8 +94,12 @@ def change(type_: str, name: str, object_id: int = 7, **extra: Any) -> dict[str,
             },
             Disposition.WORK,
             [
-                WorkUnit(UnitKind.FORGET, "10", object_type=ObjectType.CONTACT, event="merge", merged_into="12"),
-                WorkUnit(UnitKind.FORGET, "11", object_type=ObjectType.CONTACT, event="merge", merged_into="12"),
+                WorkUnit(
+                    UnitKind.FORGET, "10", object_type=ObjectType.CONTACT, event="merge", merged_into="12"
+                ),
+                WorkUnit(
+                    UnitKind.FORGET, "11", object_type=ObjectType.CONTACT, event="merge", merged_into="12"
+                ),
                 WorkUnit(UnitKind.CONTACT, "12"),
             ],
         ),
@@ -161,12 +173,16 @@ def test_decisions(event: dict[str, Any], disposition: Disposition, units: list[
 
 
 def test_own_write_needs_an_app_id() -> None:
-    event = parse_events([change("deal.propertyChange", "dealstage", changeSource="INTEGRATION", sourceId="")])[0]
+    event = parse_events(
+        [change("deal.propertyChange", "dealstage", changeSource="INTEGRATION", sourceId="")]
+    )[0]
     assert decide(event, watched=WATCHED, app_id="").disposition is Disposition.WORK
 
 
 def test_event_type_is_accepted_for_subscription_type() -> None:
-    (event,) = parse_events([{"eventType": "deal.propertyChange", "objectId": "12", "propertyName": "dealstage"}])
+    (event,) = parse_events(
+        [{"eventType": "deal.propertyChange", "objectId": "12", "propertyName": "dealstage"}]
+    )
     assert event.kind is EventKind.PROPERTY_CHANGE
     assert event.object_id == "12"
 
@@ -184,7 +200,10 @@ def test_event_type_is_accepted_for_subscription_type() -> None:
             [{"subscriptionType": "deal.unknownThing"}, {"subscriptionType": "deal.creation"}],
             "event [1] field 'objectId': missing",
         ),
-        ([{"subscriptionType": "deal.creation", "objectId": "abc"}], "event [0] field 'objectId': must be a numeric id"),
+        (
+            [{"subscriptionType": "deal.creation", "objectId": "abc"}],
+            "event [0] field 'objectId': must be a numeric id",
+        ),
         (
             [{"subscriptionType": "deal.creation", "objectId": 1, "occurredAt": "soon"}],
             "field 'occurredAt': must be an integer",

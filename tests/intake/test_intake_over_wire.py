@@ -65,7 +65,9 @@ def test_body_over_the_limit_without_content_length_is_413(
 def throwaway_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     server_bin = shutil.which("redis-server")
     if server_bin is None:
-        pytest.fail("redis-server is not installed; the Redis-down test needs it (apt-get install redis-server)")
+        pytest.fail(
+            "redis-server is not installed; the Redis-down test needs it (apt-get install redis-server)"
+        )
     port = free_port()
     process = subprocess.Popen(
         [server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

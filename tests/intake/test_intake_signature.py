@@ -15,13 +15,17 @@ VECTOR_TS = "15000000"
 VECTOR_NOW = 15_000_000 + 1_000
 
 
-def verify(headers: dict[str, str], *, secrets=(VECTOR_SECRET,), versions=("v3",), now_ms=VECTOR_NOW, uri=VECTOR_URI):
+def verify(
+    headers: dict[str, str], *, secrets=(VECTOR_SECRET,), versions=("v3",), now_ms=VECTOR_NOW, uri=VECTOR_URI
+):
     return sig.verify(
         headers, method="POST", uri=uri, body=VECTOR_BODY, secrets=secrets, versions=versions, now_ms=now_ms
     )
 
 
-def v3(signature: str = "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw=", ts: str = VECTOR_TS) -> dict[str, str]:
+def v3(
+    signature: str = "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw=", ts: str = VECTOR_TS
+) -> dict[str, str]:
     return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": ts}
 
 

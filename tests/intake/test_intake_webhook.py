@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from flask.testing import FlaskClient
 from hubspot.utils.signature import Signature
 from intake_support import (
@@ -29,7 +28,9 @@ from handoff_worker.intake.app import create_app
 from handoff_worker.pending import is_pending, release_pending
 
 
-def test_lost_deal_stage_change_enqueues_one_deal_handoff(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_lost_deal_stage_change_enqueues_one_deal_handoff(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     response = post(client, encode([deal_stage_event(501)]))
     assert response.status_code == 204
     (task,) = queued_tasks(redis_conn)
@@ -40,10 +41,22 @@ def test_lost_deal_stage_change_enqueues_one_deal_handoff(client: FlaskClient, r
 
 def test_contact_and_forget_units_carry_their_kwargs(client: FlaskClient, redis_conn: redis.Redis) -> None:
     events = [
-        {"subscriptionType": "contact.propertyChange", "objectId": 8, "propertyName": "hs_lead_status",
-         "propertyValue": "UNQUALIFIED", "eventId": 1, "occurredAt": 5},
-        {"subscriptionType": "deal.merge", "objectId": 20, "primaryObjectId": 20, "mergedObjectIds": [21],
-         "eventId": 2, "occurredAt": 6},
+        {
+            "subscriptionType": "contact.propertyChange",
+            "objectId": 8,
+            "propertyName": "hs_lead_status",
+            "propertyValue": "UNQUALIFIED",
+            "eventId": 1,
+            "occurredAt": 5,
+        },
+        {
+            "subscriptionType": "deal.merge",
+            "objectId": 20,
+            "primaryObjectId": 20,
+            "mergedObjectIds": [21],
+            "eventId": 2,
+            "occurredAt": 6,
+        },
     ]
     assert post(client, encode(events)).status_code == 204
     tasks = {(t.name, json.dumps(t.kwargs, sort_keys=True)) for t in queued_tasks(redis_conn)}
@@ -52,7 +65,8 @@ def test_contact_and_forget_units_carry_their_kwargs(client: FlaskClient, redis_
         (
             TASK_FORGET_RECORD,
             json.dumps(
-                {"object_type": "deals", "object_id": "21", "merged_into": "20", "event": "merge"}, sort_keys=True
+                {"object_type": "deals", "object_id": "21", "merged_into": "20", "event": "merge"},
+                sort_keys=True,
             ),
         ),
         (TASK_HANDOFF_DEAL, json.dumps({"deal_id": "20", "trigger": "webhook"}, sort_keys=True)),
@@ -157,7 +171,9 @@ def test_too_big_by_content_length_gets_413(make_app: Any, redis_conn: redis.Red
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_wrong_content_type_gets_415(client: FlaskClient, redis_conn: redis.Redis, content_type: str | None) -> None:
+def test_wrong_content_type_gets_415(
+    client: FlaskClient, redis_conn: redis.Redis, content_type: str | None
+) -> None:
     body = encode([deal_stage_event(4)])
     headers = v3_headers(body)
     if content_type is None:
@@ -191,20 +207,30 @@ def test_public_url_setting_is_the_signed_uri(make_app: Any, redis_conn: redis.R
     public = "https://handoff.example.com/hooks/hubspot"
     client = make_app(webhook_public_url=public).test_client()
     body = encode([deal_stage_event(11)])
-    ok = client.post("/webhooks/hubspot?portal=1", data=body, headers=v3_headers(body, uri=public + "?portal=1"))
+    ok = client.post(
+        "/webhooks/hubspot?portal=1", data=body, headers=v3_headers(body, uri=public + "?portal=1")
+    )
     assert ok.status_code == 204
     local = client.post("/webhooks/hubspot", data=body, headers=v3_headers(body))
     assert local.status_code == 401
     assert "WEBHOOK_PUBLIC_URL" in local.get_json()["error"]
 
 
-def test_forwarded_headers_trusted_only_with_trusted_proxy_count(make_app: Any, redis_conn: redis.Redis) -> None:
+def test_forwarded_headers_trusted_only_with_trusted_proxy_count(
+    make_app: Any, redis_conn: redis.Redis
+) -> None:
     body = encode([deal_stage_event(12)])
     public = "https://hooks.example.org/webhooks/hubspot"
-    forwarded = {**v3_headers(body, uri=public), "X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.org"}
+    forwarded = {
+        **v3_headers(body, uri=public),
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "hooks.example.org",
+    }
     untrusted = make_app().test_client().post("/webhooks/hubspot", data=body, headers=forwarded)
     assert untrusted.status_code == 401
-    trusted = make_app(trusted_proxy_count=1).test_client().post("/webhooks/hubspot", data=body, headers=forwarded)
+    trusted = (
+        make_app(trusted_proxy_count=1).test_client().post("/webhooks/hubspot", data=body, headers=forwarded)
+    )
     assert trusted.status_code == 204
     assert [t.kwargs["deal_id"] for t in queued_tasks(redis_conn)] == ["12"]
 
@@ -212,7 +238,9 @@ def test_forwarded_headers_trusted_only_with_trusted_proxy_count(make_app: Any, 
 # --- exactly once -------------------------------------------------------------------------------
 
 
-def test_retried_delivery_is_acknowledged_without_new_work(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_retried_delivery_is_acknowledged_without_new_work(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     event = deal_stage_event(30)
     assert post(client, encode([event])).status_code == 204
     release_pending(redis_conn, "deal", "30")  # the task ran: only the dedupe key can stop a repeat
@@ -260,7 +288,9 @@ def test_unknown_and_irrelevant_types_are_acknowledged(client: FlaskClient, redi
     assert queued_tasks(redis_conn) == []
 
 
-def test_burst_of_1000_events_about_10_deals_is_10_units(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_burst_of_1000_events_about_10_deals_is_10_units(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     events = [deal_stage_event(700 + i % 10, stage=f"s{i}") for i in range(1000)]
     for start in range(0, 1000, 100):
         assert post(client, encode(events[start : start + 100])).status_code == 204
@@ -270,7 +300,9 @@ def test_burst_of_1000_events_about_10_deals_is_10_units(client: FlaskClient, re
     assert len(redis_conn.keys("handoff:webhook:seen:*")) == 1000
 
 
-def test_releasing_the_pending_mark_lets_the_next_event_enqueue(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_releasing_the_pending_mark_lets_the_next_event_enqueue(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     assert post(client, encode([deal_stage_event(80)])).status_code == 204
     assert post(client, encode([deal_stage_event(80, stage="other")])).status_code == 204
     (first,) = queued_tasks(redis_conn)
@@ -313,13 +345,20 @@ def test_metrics_count_what_happened(client: FlaskClient, redis_conn: redis.Redi
                 return float(line.split()[1])
         return 0.0
 
-    before = {n: sample(n) for n in ("handoff_intake_own_write_events_total", "handoff_intake_duplicate_events_total")}
+    before = {
+        n: sample(n)
+        for n in ("handoff_intake_own_write_events_total", "handoff_intake_duplicate_events_total")
+    }
     own = deal_stage_event(95, changeSource="INTEGRATION", sourceId=APP_ID)
     event = deal_stage_event(96)
     post(client, encode([own, event]))
     post(client, encode([event]))
-    assert sample("handoff_intake_own_write_events_total") == before["handoff_intake_own_write_events_total"] + 1
-    assert sample("handoff_intake_duplicate_events_total") == before["handoff_intake_duplicate_events_total"] + 1
+    assert (
+        sample("handoff_intake_own_write_events_total") == before["handoff_intake_own_write_events_total"] + 1
+    )
+    assert (
+        sample("handoff_intake_duplicate_events_total") == before["handoff_intake_duplicate_events_total"] + 1
+    )
 
 
 def test_one_json_log_line_per_request_without_personal_data(

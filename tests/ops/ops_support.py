@@ -10,13 +10,14 @@ from typing import Any
 import redis
 
 from handoff_worker.domain.nurture import NurtureRules
+from handoff_worker.handoff.commands import Wiring, build_wiring
 from handoff_worker.hubspot.gateway import SdkGateway, build_gateway
 from handoff_worker.nurture_config import load_rules
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-NURTURE_YAML = REPO / "config" / "nurture.yaml"
+# Our own rules file: its workflow and list ids are the sandbox default seed's.
+NURTURE_YAML = Path(__file__).with_name("nurture-ops.yaml")
 # Every seeded timestamp is relative to this, so windows in tests are exact.
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -36,6 +37,9 @@ class OpsEnv:
     redis: redis.Redis
     gateway: SdkGateway
     rules: NurtureRules
+
+    def wiring(self) -> Wiring:
+        return build_wiring(self.settings)
 
     def env(self) -> dict[str, str]:
         """The environment a CLI run or a worker process needs to reach this sandbox and Redis."""
@@ -87,3 +91,31 @@ class CollectingSink:
 
     def contact(self, contact_id: str) -> None:
         self.contacts.append(contact_id)
+
+
+def seed_lost_deal(
+    env: OpsEnv, deal_id: str, reason: str | None, contacts: dict[str, str], *, stage: str = "closedlost"
+) -> None:
+    """A deal already lost (no webhook sent: the sandbox has no webhook target) and its contacts,
+    contact id -> lifecycle stage. Timestamps are the sandbox's now."""
+    properties = {"dealname": f"Deal {deal_id}", "pipeline": "default", "dealstage": stage}
+    if reason is not None:
+        properties["closed_lost_reason"] = reason
+    env.server.control.seed(
+        {
+            "deals": [{"id": deal_id, "properties": {**properties, "hubspot_owner_id": "7001"}}],
+            "contacts": [
+                {
+                    "id": cid,
+                    "properties": {"email": f"c{cid}@example.com", "lifecyclestage": stage_name},
+                }
+                for cid, stage_name in contacts.items()
+            ],
+            "associations": [{"deal": deal_id, "contact": cid} for cid in contacts],
+        }
+    )
+
+
+def recent_window() -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return now - timedelta(hours=1), now + timedelta(minutes=1)

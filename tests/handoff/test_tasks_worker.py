@@ -1,0 +1,194 @@
+"""The Celery tasks in real worker processes: enqueue by name, let the worker run, watch HubSpot.
+
+Each test starts its own worker (prefork, two children) on the test's Redis database, pointed at
+the sandbox and the test rules, and waits with a bounded poll for the sandbox to converge.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from handoff_worker.celery_app import (
+    TASK_FORGET_RECORD,
+    TASK_HANDOFF_CONTACT,
+    TASK_HANDOFF_DEAL,
+    create_celery,
+)
+from handoff_worker.handoff.audit import recent_audits
+from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.pending import is_pending, mark_pending
+from handoff_worker.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; the parent pid is the second field after its ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+class Worker:
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        env = {
+            **os.environ,
+            "REDIS_URL": settings.redis_url,
+            "HUBSPOT_BASE_URL": settings.hubspot_base_url,
+            "HUBSPOT_ACCESS_TOKEN": settings.hubspot_access_token,
+            "HANDOFF_CONFIG": str(settings.handoff_config),
+            "HUBSPOT_RATE_LIMIT": "1000/1s",
+        }
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                CELERY,
+                "-A",
+                "handoff_worker.celery_app",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=2",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel=INFO",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the worker to start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def worker(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Worker]:
+    started = Worker(settings_for(), tmp_path / "worker.log")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
+    app = create_celery(settings_for())
+    yield app
+    app.close()
+
+
+def enrolled(hub: Any, workflow_id: str) -> list[str]:
+    return sorted(hub.control.enrollments()[workflow_id]["contactIds"])
+
+
+def enroll_outcomes(hub: Any, workflow_id: str) -> list[str]:
+    return [a["outcome"] for a in hub.control.enrollments()[workflow_id]["attempts"]]
+
+
+def idle(client: redis.Redis) -> bool:
+    """Nothing queued, nothing held: every delivery has run."""
+    return not client.llen("handoff") and not list(client.scan_iter("handoff:lock:*"))
+
+
+def test_redelivered_and_parallel_tasks_enroll_exactly_once(
+    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+) -> None:
+    hub.control.lose_deal("2001", "Pricing")
+    hub.control.set_faults(latency_ms=40)  # long enough for the copies to overlap
+    for trigger in ("webhook", "webhook-duplicate", "resync"):
+        queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": trigger})
+    wait_for(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="both contacts enrolled")
+    wait_for(lambda: len(recent_audits(redis_conn)) >= 3 and idle(redis_conn), what="every copy to run")
+    queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "late-redelivery"})
+    wait_for(lambda: len(recent_audits(redis_conn)) >= 4 and idle(redis_conn), what="the late copy")
+    assert enroll_outcomes(hub, "5102") == ["enrolled", "enrolled"]
+    assert [a["outcome"] for a in recent_audits(redis_conn)].count("handed_off") >= 1
+
+
+def test_task_releases_pending_and_waits_for_a_reason(
+    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+) -> None:
+    hub.control.lose_deal("2001", None)
+    mark_pending(redis_conn, "deal", "2001")
+    queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
+    wait_for(lambda: bool(hub.control.associated_ids("deals", "2001", "tasks")), what="the owner task")
+    assert not is_pending(redis_conn, "deal", "2001")
+    hub.control.rep_update("deals", "2001", {"closed_lost_reason": "Pricing"})
+    queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
+    wait_for(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="the handoff after the reason")
+    assert len(hub.control.associated_ids("deals", "2001", "tasks")) == 1
+
+
+def test_contact_task_and_forget(hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis) -> None:
+    hub.control.rep_update("contacts", "3006", {"hs_lead_status": "UNQUALIFIED"})
+    queue.send_task(TASK_HANDOFF_CONTACT, kwargs={"contact_id": "3006", "trigger": "webhook"})
+    wait_for(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is not None, what="waiting mark")
+    queue.send_task(
+        TASK_FORGET_RECORD,
+        kwargs={"object_type": "contacts", "object_id": "3006", "merged_into": None, "event": "deletion"},
+    )
+    wait_for(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is None, what="the record forgotten")
+
+
+def test_worker_killed_mid_handoff_is_finished_by_the_redelivery(
+    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+) -> None:
+    hub.control.lose_deal("2001", "Pricing")
+    # Slow enrollments: the kill lands after the first contact's enrollment, during the second.
+    hub.control.set_faults(latency_ms=1500, path_prefixes=["/automation/"])
+    queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
+    wait_for(lambda: len(enroll_outcomes(hub, "5102")) == 1, what="the first enrollment")
+    children = children_of(worker.process.pid)
+    assert children, "the worker has no pool processes"
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    hub.control.clear_faults()
+    # The message was not acknowledged: it goes back to the queue and a new child finishes the job
+    # once the dead child's lock has expired.
+    wait_for(
+        lambda: any(a["outcome"] == "handed_off" for a in recent_audits(redis_conn)),
+        timeout=60,
+        what="the redelivered handoff",
+    )
+    assert enrolled(hub, "5102") == ["3001", "3002"]
+    outcomes = enroll_outcomes(hub, "5102")
+    assert outcomes.count("enrolled") == 2  # a repeated call is refused by HubSpot, never doubled
+    assert {hub.control.object("contacts", c)["properties"]["lifecyclestage"] for c in ("3001", "3002")} == {
+        "lead"
+    }
