@@ -53,6 +53,12 @@ def wiring() -> Wiring:
     return _installed or _wiring_from_env()
 
 
+def reset_wiring() -> None:
+    """Forget the wiring built so far: the next task builds it again from the environment."""
+    install_wiring(None)
+    _wiring_from_env.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _wiring_from_env() -> Wiring:
     from handoff_worker.hubspot.gateway import build_gateway

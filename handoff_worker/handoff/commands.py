@@ -246,13 +246,17 @@ def failures_command(as_json: bool) -> None:
     if not failures:
         click.echo("no failed handoff is waiting")
         return
-    click.echo(f"{'record':20} {'first failed':26} {'last failed':26} {'tries':>5}  error")
+    click.echo(f"{'record':20} {'first failed (UTC)':20} {'last failed (UTC)':20} {'tries':>5}  error")
     for failure in failures:
         click.echo(
-            f"{failure.key:20} {failure.first_failed_at[:25]:26} {failure.last_failed_at[:25]:26} "
+            f"{failure.key:20} {_utc(failure.first_failed_at):20} {_utc(failure.last_failed_at):20} "
             f"{failure.attempts:>5}  {failure.error}"
         )
     click.echo(f"{len(failures)} failed handoff(s); run `handoff-worker replay --all` once fixed")
+
+
+def _utc(stamp: str) -> str:
+    return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @dataclass

@@ -54,7 +54,6 @@ MODIFIED_PROPERTY: dict[ObjectType, str] = {
 
 LOCK_KEY = f"{KEY_PREFIX}resync:lock"
 WATERMARK_KEY = f"{KEY_PREFIX}resync:watermark"
-LAST_SWEEP_KEY = f"{KEY_PREFIX}resync:last_sweep"
 # Without a watermark (first sweep ever) the scheduled sweep looks back this far.
 FIRST_SWEEP_LOOKBACK = timedelta(days=1)
 
@@ -660,5 +659,4 @@ def run_locked(
         lock.check()
         if summary.ok and advance_watermark:
             write_watermark(client, request.until)
-    client.set(LAST_SWEEP_KEY, summary.until)
     return summary

@@ -82,7 +82,7 @@ reasons:
       - workflow: 999
       - list: 703
       - list: 799
-      - property: {name: nurture_track, value: pricing}
+      - property: {name: nurture_stream, value: pricing}
       - property: {name: hs_lead_status, value: LATER}
   Budget:
     recycle: false
@@ -118,7 +118,7 @@ reasons:
         "reasons > Pricing: list 703 ('Active MQLs') is an active list; contacts can only be added to a "
         "static list: pick or create a static one",
         "reasons > Pricing: list 799 does not exist in HubSpot; copy the id from the list's URL",
-        "reasons > Pricing > nurture: HubSpot has no contact property 'nurture_track'; create it or fix "
+        "reasons > Pricing > nurture: HubSpot has no contact property 'nurture_stream'; create it or fix "
         "the name",
         "reasons > Pricing > nurture: 'LATER' is not a value of 'hs_lead_status'; use one of: NEW, OPEN, "
         "IN_PROGRESS, OPEN_DEAL, UNQUALIFIED, ATTEMPTED_TO_CONTACT, CONNECTED, BAD_TIMING",

@@ -21,9 +21,9 @@ def wired(settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", settings.hubspot_access_token)
     monkeypatch.setenv("HANDOFF_CONFIG", str(settings.handoff_config))
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    tasks.wiring.cache_clear()
+    tasks.reset_wiring()
     yield
-    tasks.wiring.cache_clear()
+    tasks.reset_wiring()
 
 
 def test_transient_failures_are_retried_then_kept_in_the_dead_letter(

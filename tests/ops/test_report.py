@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from ops_support import OpsEnv, seed_lost_deal
 
 from handoff_worker.handoff.commands import closed_loop_report, report_command
+from handoff_worker.handoff.report import RENDERERS, build_report
 
 
 @pytest.fixture
@@ -51,18 +52,15 @@ def test_figures_per_reason_match_the_seeded_history(history: OpsEnv) -> None:
     competitor = lines["Competitor"]
     assert (competitor["deals_lost"], competitor["contacts_recycled"], competitor["came_back"]) == (2, 2, 1)
     assert competitor["enrolled"] == {"Competitor nurture": 2}
-    assert sum(competitor["skipped"].values()) == 1  # the customer is protected
+    assert competitor["skipped"] == {"customer": 1}  # the customer is protected
     assert competitor["came_back_rate"] == 0.5
     pricing = lines["Pricing"]
     assert (pricing["deals_lost"], pricing["contacts_recycled"], pricing["came_back"]) == (1, 2, 1)
     assert pricing["enrolled"] == {"Pricing list": 2}
     not_prospect = lines["Not a Prospect"]
-    assert (not_prospect["deals_lost"], not_prospect["contacts_recycled"], not_prospect["came_back"]) == (
-        1,
-        0,
-        0,
-    )
-    assert report.as_dict()["waiting_for_reason"]["deals"] == 1
+    assert not_prospect["skipped"] == {"not_recycled": 1}
+    assert (not_prospect["deals_lost"], not_prospect["contacts_recycled"]) == (1, 0)
+    assert [w.deal_id for w in report.waiting] == ["8704"]
 
 
 def test_a_window_after_the_history_is_empty(history: OpsEnv) -> None:
@@ -91,3 +89,14 @@ def test_every_format_shows_the_same_figures(
         assert "<script" not in text and "http" not in text.replace("http://www.w3.org/2000/svg", "")
     else:
         assert "Competitor" in text and "waiting for a reason: 1 deal(s)" in text
+
+
+@pytest.mark.parametrize("output_format", ["table", "csv", "json", "html"])
+def test_an_empty_report_renders_in_every_format(output_format: str) -> None:
+    now = datetime.now(UTC)
+    text = RENDERERS[output_format](build_report([], [], set(), since=now - timedelta(days=1), until=now))
+    assert text.endswith("\n")
+    if output_format == "json":
+        assert json.loads(text)["reasons"] == []
+    if output_format == "table":
+        assert "waiting for a reason: none" in text

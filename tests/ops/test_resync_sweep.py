@@ -21,6 +21,7 @@ from handoff_worker.handoff.resync import (
     Resync,
     ResyncError,
     ResyncRequest,
+    ResyncSummary,
     SweepBusyError,
     WaitingForReason,
     read_watermark,
@@ -78,7 +79,7 @@ def test_two_concurrent_sweeps_do_the_work_once(ops: OpsEnv) -> None:
     seed_lost_deal(ops, "8111", "Competitor", {"8211": "salesqualifiedlead"})
     wiring = ops.wiring()
     gated = _GatedSink(InlineSink(wiring.engine))
-    results: dict[str, object] = {}
+    results: dict[str, ResyncSummary] = {}
     first = threading.Thread(
         target=lambda: results.setdefault(
             "first", run_locked(ops.redis, Resync(ops.gateway, ops.rules, gated), _request())
@@ -179,8 +180,6 @@ def test_waiting_deal_is_rerun_once_its_reason_is_set_and_escalated_once_when_ov
     ledger = Ledger(ops.redis)
     sink = InlineSink(wiring.engine)
     revisit = WaitingForReason(ledger, ops.gateway, ops.rules, clock=lambda: a_day_later)
-    from handoff_worker.handoff.resync import ResyncSummary
-
     summary = ResyncSummary()
     revisit.revisit(summary, dry_run=False, sink=sink)
     assert (summary.waiting_for_reason, summary.waiting_requeued, summary.escalated) == (2, 1, 1)

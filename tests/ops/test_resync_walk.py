@@ -20,6 +20,7 @@ LOST_IN_WINDOW = 10_500
 SHARED_FROM, SHARED_TO = 9_800, 10_250
 
 
+@pytest.mark.slow
 def test_walks_more_than_ten_thousand_lost_deals_each_once(
     ops_sandbox: SandboxServer, redis_url: str
 ) -> None:

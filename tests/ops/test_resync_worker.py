@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_scheduled_sweep_task_hands_off_a_missed_deal_and_moves_the_watermark(
 def test_beat_schedule_fires_the_sweep_on_the_resync_queue_every_interval(ops: OpsEnv) -> None:
     schedule = beat_schedule(ops.settings)[BEAT_ENTRY]
     assert schedule["task"] == TASK_RESYNC_SWEEP
-    assert schedule["schedule"].total_seconds() == ops.settings.resync_interval_minutes * 60
+    assert schedule["schedule"] == timedelta(minutes=ops.settings.resync_interval_minutes)
     assert schedule["options"] == {
         "queue": RESYNC_QUEUE,
         "expires": ops.settings.resync_interval_minutes * 60,

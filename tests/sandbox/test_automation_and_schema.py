@@ -103,14 +103,14 @@ def test_property_read_and_create(client: HubSpot) -> None:
     marker = client.crm.properties.core_api.get_by_name("contacts", "handoff_recycled_at")
     assert marker.type == "datetime"
     definition = {
-        "name": "nurture_track",
+        "name": "nurture_stream",
         "label": "Nurture track",
         "type": "string",
         "fieldType": "text",
         "groupName": "contactinformation",
     }
     created = client.crm.properties.core_api.create("contacts", definition)
-    assert created.name == "nurture_track"
+    assert created.name == "nurture_stream"
     with pytest.raises(PropertiesApiException) as caught:
         client.crm.properties.core_api.create("contacts", definition)
     assert caught.value.status == 409
