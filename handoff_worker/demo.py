@@ -84,12 +84,14 @@ def _steps() -> list[Step]:
         ),
         (
             "Jordan sees the task and fills in the reason on 'Globex pilot': Not Ready",
-            lambda c: (
-                _wait_for(lambda: c.objects("tasks"), "the owner task for 'Globex pilot'"),
-                c.rep_update("deals", "2002", {"closed_lost_reason": "Not Ready"}),
-            ),
+            _fill_in_reason_once_the_task_is_there,
         ),
     ]
+
+
+def _fill_in_reason_once_the_task_is_there(control: Any) -> None:
+    _wait_for(lambda: control.objects("tasks"), "the owner task for 'Globex pilot'")
+    control.rep_update("deals", "2002", {"closed_lost_reason": "Not Ready"})
 
 
 def _wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
