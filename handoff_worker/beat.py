@@ -1,30 +1,27 @@
 """The scheduled resync: a Celery task on the `resync` queue and the beat entry that fires it.
 
-Run the scheduler with `celery -A handoff_worker.beat beat` (one or several: the sweep's Redis lock
-makes a second beat's sweep exit without doing anything). Workers that consume the `resync` queue
-must import this module so the task is registered (`celery -A handoff_worker.beat worker -Q resync`).
+The schedule itself is in `celery_app.beat_schedule`; the Procfile's `beat` runs it and its
+`sweeper` consumes the `resync` queue. Several beats are harmless: the sweep's Redis lock makes a
+second sweep exit without doing anything.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from celery import Celery
 
 from handoff_worker.celery_app import (
     HANDOFF_QUEUE,
-    RESYNC_QUEUE,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
     TASK_RESYNC_SWEEP,
     app,
 )
-from handoff_worker.settings import Settings, get_settings
+from handoff_worker.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-BEAT_ENTRY = "resync-sweep"
 
 
 class CelerySink:
@@ -44,21 +41,6 @@ class CelerySink:
             kwargs={"contact_id": contact_id, "trigger": "resync"},
             queue=HANDOFF_QUEUE,
         )
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
-    interval = timedelta(minutes=settings.resync_interval_minutes)
-    return {
-        BEAT_ENTRY: {
-            "task": TASK_RESYNC_SWEEP,
-            "schedule": interval,
-            # A sweep not started within one interval is stale: the next one covers its window.
-            "options": {"queue": RESYNC_QUEUE, "expires": interval.total_seconds()},
-        }
-    }
-
-
-app.conf.beat_schedule = beat_schedule(get_settings())
 
 
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)

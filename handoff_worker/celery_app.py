@@ -7,6 +7,8 @@ enqueue without importing the handoff code.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import Celery
 
 from handoff_worker.settings import Settings, get_settings
@@ -23,11 +25,25 @@ TASK_RESYNC_SWEEP = "handoff_worker.resync_sweep"
 # The longest task (a deal with thousands of contacts at the default budget) stays well under this;
 # a task not acknowledged within it is handed to another worker.
 VISIBILITY_TIMEOUT_SECONDS = 3600
+BEAT_ENTRY = "resync-sweep"
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    """The scheduled resync sweep, every RESYNC_INTERVAL_MINUTES, on the `resync` queue."""
+    interval = timedelta(minutes=settings.resync_interval_minutes)
+    return {
+        BEAT_ENTRY: {
+            "task": TASK_RESYNC_SWEEP,
+            "schedule": interval,
+            # A sweep not started within one interval is stale: the next one covers its window.
+            "options": {"queue": RESYNC_QUEUE, "expires": interval.total_seconds()},
+        }
+    }
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("handoff_worker", include=["handoff_worker.tasks"])
+    app = Celery("handoff_worker", include=["handoff_worker.tasks", "handoff_worker.beat"])
     app.conf.update(
         broker_url=settings.redis_url,
         task_ignore_result=True,
@@ -56,6 +72,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         },
         worker_hijack_root_logger=False,
         broker_pool_limit=10,
+        beat_schedule=beat_schedule(settings),
     )
     return app
 

@@ -99,23 +99,21 @@ class Ledger:
             kind,
             object_id,
             int(raw["sequence"]),
-            raw.get("fingerprint", ""),
-            raw.get("state", ACTIVE),
+            str(raw.get("fingerprint", "")),
+            str(raw.get("state", ACTIVE)),
             raw.get("complete") == "1",
         )
 
     def save_loss(self, loss: Loss) -> None:
         key = loss_key(loss.kind, loss.object_id)
         previous = self.current_loss(loss.kind, loss.object_id)
-        fields: dict[str | bytes, str | int] = {
-            "sequence": loss.sequence,
-            "fingerprint": loss.fingerprint,
-            "state": loss.state,
-        }
         pipe = self.client.pipeline()
         if previous is None or previous.sequence != loss.sequence:
             pipe.hdel(key, "complete")
-        pipe.hset(key, mapping=fields)
+        # One field at a time (still one round trip): redis-py's mapping type is invariant.
+        pipe.hset(key, "sequence", loss.sequence)
+        pipe.hset(key, "fingerprint", loss.fingerprint)
+        pipe.hset(key, "state", loss.state)
         pipe.expire(key, LEDGER_TTL_SECONDS)
         pipe.execute()
 
@@ -138,7 +136,7 @@ class Ledger:
     # ----------------------------------------------------------------- steps
 
     def steps(self, loss_id: str) -> dict[str, str]:
-        return dict(self.client.hgetall(steps_key(loss_id)))
+        return {str(k): str(v) for k, v in self.client.hgetall(steps_key(loss_id)).items()}
 
     def _set_step(self, loss_id: str, field: str, value: str) -> None:
         pipe = self.client.pipeline()

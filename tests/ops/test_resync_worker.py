@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 from ops_support import OpsEnv, seed_lost_deal
 
-from handoff_worker.beat import BEAT_ENTRY, beat_schedule
-from handoff_worker.celery_app import RESYNC_QUEUE, TASK_RESYNC_SWEEP, create_celery
+from handoff_worker.celery_app import (
+    BEAT_ENTRY,
+    RESYNC_QUEUE,
+    TASK_RESYNC_SWEEP,
+    beat_schedule,
+    create_celery,
+)
 from handoff_worker.handoff.resync import read_watermark
 
 CELERY = Path(sys.executable).with_name("celery")
