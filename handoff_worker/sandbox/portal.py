@@ -42,7 +42,9 @@ ASSOCIATION_TYPE_IDS = {
 }
 
 # Properties HubSpot maintains itself: readable, never written by a client.
-READ_ONLY_PROPERTIES = frozenset({"hs_object_id", "createdate", "hs_lastmodifieddate"})
+READ_ONLY_PROPERTIES = frozenset({"hs_object_id", "createdate", "hs_lastmodifieddate", "lastmodifieddate"})
+# Contacts also carry their older name for the last-modified date; searches on contacts use it.
+CONTACT_MODIFIED_PROPERTY = "lastmodifieddate"
 
 DEFAULT_READ_PROPERTIES = {
     "deals": ("dealname", "amount", "closedate", "pipeline", "dealstage"),
@@ -91,6 +93,7 @@ def _builtin_properties(lifecycle_order: tuple[str, ...]) -> dict[str, dict[str,
         )
     ]
     contacts = [
+        _prop(CONTACT_MODIFIED_PROPERTY, "Last modified date", "datetime", "date"),
         _prop("email", "Email"),
         _prop("firstname", "First name"),
         _prop("lastname", "Last name"),
@@ -149,7 +152,9 @@ class CrmObject:
             return self.id
         if name == "createdate":
             return iso_from_ms(self.created_ms)
-        if name == "hs_lastmodifieddate":
+        if name == "hs_lastmodifieddate" or (
+            name == CONTACT_MODIFIED_PROPERTY and self.object_type == "contacts"
+        ):
             return iso_from_ms(self.updated_ms)
         return self.properties.get(name)
 
@@ -310,7 +315,11 @@ class Portal:
         properties.pop("id", None)
         object_id = str(raw.get("id") or next(self._ids))
         # Seeds may pin timestamps (equal ones included) to set up ordering cases.
-        updated = ms_from_value(properties.pop("hs_lastmodifieddate", None)) or self.now_ms()
+        pinned = properties.pop("hs_lastmodifieddate", None) or properties.pop(
+            CONTACT_MODIFIED_PROPERTY, None
+        )
+        properties.pop(CONTACT_MODIFIED_PROPERTY, None)
+        updated = ms_from_value(pinned) or self.now_ms()
         created = ms_from_value(properties.pop("createdate", None)) or updated
         properties.pop("hs_object_id", None)
         obj = CrmObject(object_type, object_id, properties, created, updated)

@@ -234,3 +234,37 @@ def test_a_sweep_that_loses_its_lock_stops_and_leaves_the_watermark(ops: OpsEnv)
 
     assert read_watermark(ops.redis) is None
     assert ops.redis.get(LOCK_KEY) == "another-host", "the loser must not delete the new holder's lock"
+
+
+def test_unqualified_lead_missed_by_webhooks_is_caught_by_the_contact_sweep(ops: OpsEnv) -> None:
+    # Contacts are searched on their own last-modified property (`lastmodifieddate`).
+    ops.server.control.seed(
+        {
+            "contacts": [
+                {
+                    "id": "8301",
+                    "properties": {
+                        "email": "c8301@example.com",
+                        "lifecyclestage": "salesqualifiedlead",
+                        "hs_lead_status": "UNQUALIFIED",
+                        "handoff_unqualified_reason": "Competitor",
+                    },
+                },
+                {
+                    "id": "8302",
+                    "properties": {
+                        "email": "c8302@example.com",
+                        "lifecyclestage": "salesqualifiedlead",
+                        "hs_lead_status": "IN_PROGRESS",
+                    },
+                },
+            ]
+        }
+    )
+
+    summary = run_locked(ops.redis, ops.wiring().resync(inline=True), _request())
+
+    assert summary.failed == 0, summary.errors
+    assert _lifecycle(ops, "8301") == "lead"
+    assert _lifecycle(ops, "8302") == "salesqualifiedlead", "a lead still in progress is left alone"
+    assert ops.server.control.enrollments()["5101"]["contactIds"] == ["8301"]
