@@ -20,7 +20,9 @@ from handoff_worker.nurture_config import load_rules
 from handoff_worker.settings import Settings
 
 CONTACT_TYPE_ID = ObjectType.CONTACT.type_id
-MARKER_GROUP = "handoff"
+# Every portal has this contact property group; creating a property in a group that does not
+# exist is refused by HubSpot.
+MARKER_GROUP = "contactinformation"
 SETUP_HINT = "run `handoff-worker config setup-properties` to create it"
 
 
@@ -338,7 +340,7 @@ def check_command(file: Path | None, remote: bool) -> None:
 @FILE_OPTION
 @click.option("--dry-run", is_flag=True, help="Only say what would be created.")
 def setup_properties_command(file: Path | None, dry_run: bool) -> None:
-    """Create the marker contact properties the worker writes, in a 'handoff' property group."""
+    """Create the marker contact properties the worker writes, in the contact information property group."""
     rules, _ = _load(file)
     try:
         lines = setup_marker_properties(rules, _gateway(), dry_run=dry_run)

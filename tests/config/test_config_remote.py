@@ -219,9 +219,9 @@ def test_setup_properties_dry_run_creates_nothing(
     result = invoke(["config", "setup-properties", "--dry-run"], cli_env)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "would create handoff_recycled_at (datetime) in group 'handoff'",
-        "would create handoff_recycle_reason (string) in group 'handoff'",
-        "would create handoff_source_deal_id (string) in group 'handoff'",
+        "would create handoff_recycled_at (datetime) in group 'contactinformation'",
+        "would create handoff_recycle_reason (string) in group 'contactinformation'",
+        "would create handoff_source_deal_id (string) in group 'contactinformation'",
     ]
     for name in MARKERS:
         with pytest.raises(NotFoundError):
@@ -239,15 +239,15 @@ def test_setup_properties_creates_missing_markers_once(
     result = invoke(["config", "setup-properties"], cli_env)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "created     handoff_recycled_at (datetime) in group 'handoff'",
+        "created     handoff_recycled_at (datetime) in group 'contactinformation'",
         "exists      handoff_recycle_reason (string)",
-        "created     handoff_source_deal_id (string) in group 'handoff'",
+        "created     handoff_source_deal_id (string) in group 'contactinformation'",
     ]
     recycled_at = hubspot.get_property(ObjectType.CONTACT, "handoff_recycled_at")
     assert (recycled_at.type, recycled_at.field_type, recycled_at.group_name) == (
         "datetime",
         "date",
-        "handoff",
+        "contactinformation",
     )
     source_deal = hubspot.get_property(ObjectType.CONTACT, "handoff_source_deal_id")
     assert (source_deal.type, source_deal.field_type) == ("string", "text")
