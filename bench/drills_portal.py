@@ -92,7 +92,9 @@ def plan_stream(
         contacts = []
         for _ in range(rng.randint(1, 5)):
             next_contact += 1
-            lifecycle = "customer" if rng.random() < 0.1 else rng.choice(["salesqualifiedlead", "opportunity"])
+            lifecycle = (
+                "customer" if rng.random() < 0.1 else rng.choice(["salesqualifiedlead", "opportunity"])
+            )
             contacts.append(
                 PlannedContact(
                     str(next_contact),
@@ -124,11 +126,21 @@ def seed_stream(control: SandboxControl, stream: Stream) -> None:
         for d in stream.deals
     ]
     deals += [
-        {"id": deal_id, "properties": {"dealname": f"Open {deal_id}", "pipeline": "default", "dealstage": "qualifiedtobuy"}}
+        {
+            "id": deal_id,
+            "properties": {
+                "dealname": f"Open {deal_id}",
+                "pipeline": "default",
+                "dealstage": "qualifiedtobuy",
+            },
+        }
         for deal_id in stream.other_open_deals
     ]
     contacts = [
-        {"id": c.contact_id, "properties": {"email": c.email, "lifecyclestage": c.lifecycle, "firstname": "Drill"}}
+        {
+            "id": c.contact_id,
+            "properties": {"email": c.email, "lifecyclestage": c.lifecycle, "firstname": "Drill"},
+        }
         for c in stream.contacts
     ]
     associations = [{"deal": d.deal_id, "contact": c.contact_id} for d in stream.deals for c in d.contacts]
@@ -216,12 +228,16 @@ def _check_deal(
             duplicates += max(0, times - 1)
             if times != (1 if nurtured else 0):
                 problems.append(
-                    f"deal {deal.deal_id} contact {contact.contact_id}: enrolled {times}x in workflow {workflow}"
+                    f"deal {deal.deal_id} contact {contact.contact_id}: in workflow {workflow} {times}x"
                 )
         for list_id in rule.lists:
             if (contact.contact_id in members.get(list_id, set())) != nurtured:
-                problems.append(f"deal {deal.deal_id} contact {contact.contact_id}: list {list_id} membership")
+                problems.append(
+                    f"deal {deal.deal_id} contact {contact.contact_id}: list {list_id} membership"
+                )
         for name, value in rule.properties:
             if (props.get(name) == value) != nurtured:
-                problems.append(f"deal {deal.deal_id} contact {contact.contact_id}: {name}={props.get(name)!r}")
+                problems.append(
+                    f"deal {deal.deal_id} contact {contact.contact_id}: {name}={props.get(name)!r}"
+                )
     return problems, duplicates

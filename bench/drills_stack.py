@@ -101,7 +101,9 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed: apt-get install redis-server (or brew install redis)")
+            raise RuntimeError(
+                "redis-server is not installed: apt-get install redis-server (or brew install redis)"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [

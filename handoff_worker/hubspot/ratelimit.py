@@ -148,12 +148,13 @@ class RedisRateLimiter:
             self._pause(keys=[self._pause_key], args=[int(seconds * 1_000_000)])
 
     def observe(self, headers: Mapping[str, str] | None) -> float:
-        """Read HubSpot's rate-limit headers; when little is left, pause every process.
+        """Read HubSpot's rate-limit headers; when little is left because OTHER integrations are
+        using the account, pause every process.
 
-        The pause is the time the missing share of the window takes to free at the account's
-        average rate: (10 % of Max - Remaining) / Max of the interval. A nearly empty budget
-        thus slows everyone a little, and an empty one by one request's share per missing slot.
-        Returns the pause recorded in seconds (0 when none).
+        When our own grants in the window explain what HubSpot says is used, our limiter already
+        paces us and a pause would only waste budget. Otherwise the pause is the time the missing
+        share of the window takes to free at the account's average rate:
+        (10 % of Max - Remaining) / Max of the interval. Returns the pause in seconds (0: none).
         """
         values = _rate_headers(headers)
         if values is None:
@@ -162,11 +163,20 @@ class RedisRateLimiter:
         threshold = maximum * LOW_REMAINING_SHARE
         if maximum <= 0 or remaining >= threshold:
             return 0.0
+        ours = int(self._redis.zcard(self._account.key))
+        used_by_others = maximum - ours - remaining
+        if used_by_others <= 0:
+            return 0.0
         pause = interval_seconds * (threshold - remaining + 1) / maximum
         self.pause(pause)
         log.info(
             "HubSpot rate budget nearly spent; pausing all processes",
-            extra={"remaining": remaining, "max": maximum, "pause_seconds": round(pause, 3)},
+            extra={
+                "remaining": remaining,
+                "max": maximum,
+                "used_by_others": used_by_others,
+                "pause_seconds": round(pause, 3),
+            },
         )
         return pause
 

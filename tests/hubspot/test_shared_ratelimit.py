@@ -73,6 +73,23 @@ def test_low_remaining_pauses_every_process(connection: redis.Redis) -> None:
     assert 0.5 < other.try_acquire() <= 0.8
 
 
+@pytest.mark.parametrize(("ours", "expected_pause"), [(97, 0.0), (95, 0.8), (60, 0.8)])
+def test_low_remaining_pauses_only_for_what_other_integrations_use(
+    connection: redis.Redis, ours: int, expected_pause: float
+) -> None:
+    """Our own grants explain a low Remaining: the limiter already paces us, a pause would waste
+    budget. Only when HubSpot says more is used than we took is the account shared."""
+    observer = limiter(connection, account="100/10s")
+    assert [observer.try_acquire() for _ in range(ours)] == [0.0] * ours
+    headers = {
+        "X-HubSpot-RateLimit-Max": "100",
+        "X-HubSpot-RateLimit-Remaining": "3",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+    }
+
+    assert observer.observe(headers) == pytest.approx(expected_pause)
+
+
 def test_an_explicit_pause_holds_every_process_and_is_never_shortened(connection: redis.Redis) -> None:
     first, second = limiter(connection), limiter(connection)
 

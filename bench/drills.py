@@ -1,0 +1,449 @@
+"""Fault drills: the whole stack in real processes, broken on purpose, then checked in HubSpot.
+
+    python -m bench.drills [--only NAME] [--deals 24] [--fault-seconds 15] [--markdown PATH]
+
+Each drill starts its own Redis (a throwaway redis-server on a free port), the HubSpot sandbox,
+gunicorn and Celery workers, seeds a stream of deals with 1-5 contacts each, has reps lose them with
+mixed reasons (signed webhooks to the intake), breaks something, heals it, waits (bounded) for
+HubSpot to converge, and checks the sandbox: every lost deal handed off, every eligible contact
+enrolled exactly once, no lifecycle stage left cleared, no owner task twice. Exits 1 when any
+expectation fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from bench.drills_corpus import build_corpus
+from bench.drills_portal import Stream, Verdict, check, lose, plan_stream, seed_stream
+from bench.drills_stack import CLIENT_SECRET, ROOT, Stack, StackConfig, free_port, wait_until
+
+SETTLE_SECONDS = 4.0  # quiet time after convergence in which a late duplicate would show
+
+
+@dataclass
+class DrillOptions:
+    deals: int = 24
+    fault_seconds: float = 15.0
+    converge_timeout: float = 150.0
+    seed: int = 7
+
+
+@dataclass
+class DrillResult:
+    name: str
+    broke: str
+    fault_seconds: float
+    events_sent: int
+    verdict: Verdict
+    recover_seconds: float | None
+    extra_failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok and self.recover_seconds is not None and not self.extra_failures
+
+
+# --------------------------------------------------------------------------- shared steps
+
+
+def events_delivered(stack: Stack) -> int:
+    return sum(len(d["events"]) for d in stack.hub.control.webhooks()["deliveries"])
+
+
+def lose_in_background(stack: Stack, stream: Stream, *, pace: float) -> threading.Thread:
+    """Reps lose the stream's deals one by one, `pace` seconds apart, while the drill breaks things."""
+
+    def run() -> None:
+        for deal in stream.deals:
+            lose(stack.hub.control, deal)
+            time.sleep(pace)
+
+    thread = threading.Thread(target=run, name="reps", daemon=True)
+    thread.start()
+    return thread
+
+
+def converge(stack: Stack, stream: Stream, *, timeout: float) -> tuple[Verdict, float | None]:
+    """Poll HubSpot until every expectation holds (or `timeout`), then re-check after a quiet spell
+    so a duplicate arriving late is counted. Returns the verdict and seconds until it first held."""
+    began = time.monotonic()
+    verdict = check(stack.hub.control, stream)
+    while not verdict.ok and time.monotonic() - began < timeout:
+        time.sleep(1.0)
+        verdict = check(stack.hub.control, stream)
+    if not verdict.ok:
+        return verdict, None
+    recovered = time.monotonic() - began
+    time.sleep(SETTLE_SECONDS)
+    return check(stack.hub.control, stream), recovered
+
+
+def _stack(workdir: Path, **config: Any) -> Stack:
+    return Stack(workdir, StackConfig(**config))
+
+
+# --------------------------------------------------------------------------- a. SIGKILL
+
+
+def drill_worker_sigkill(workdir: Path, options: DrillOptions) -> DrillResult:
+    """Kill the worker's pool processes with SIGKILL three times while handoffs run."""
+    stream = plan_stream(options.deals, rng=random.Random(options.seed))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        # Slower enrollments widen the window in which a kill lands mid-handoff.
+        stack.hub.control.set_faults(latency_ms=150, path_prefixes=["/automation/"])
+        reps = lose_in_background(stack, stream, pace=0.25)
+        kills = 0
+        began = time.monotonic()
+        for _ in range(3):
+            wait_until(
+                lambda: bool(stack.redis().keys("handoff:lock:*")), timeout=30, what="a handoff in flight"
+            )
+            for pid in stack.pool_pids():
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+            time.sleep(2.0)
+        reps.join()
+        stack.hub.control.clear_faults()
+        fault = time.monotonic() - began
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        return DrillResult(
+            "worker-sigkill",
+            f"SIGKILL of {kills} pool processes in 3 rounds",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            [] if stack.all_alive() else ["a web or worker main process died"],
+        )
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- b. duplicates
+
+
+class _Recorder:
+    """Stands where HubSpot's webhook target is: keeps every signed batch, answers 204."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[bytes, dict[str, str]]] = []
+        self._server = make_server("127.0.0.1", free_port(), self._app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/webhooks/hubspot"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        wanted = ("Content-Type", "X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp")
+        self.batches.append((request.get_data(), {h: request.headers.get(h, "") for h in wanted}))
+        return Response(status=204)(environ, start_response)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+def drill_duplicate_batches(workdir: Path, options: DrillOptions) -> DrillResult:
+    """Every webhook batch delivered 5 times, shuffled, concurrently to two web processes."""
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 1))
+    recorder = _Recorder()
+    # Both web processes sit behind the one public URL the batches were signed for.
+    stack = _stack(workdir, public_url=recorder.url).start(webs=2, workers=1, web_concurrency=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        for deal in stream.deals:
+            lose(stack.hub.control, deal)
+        stack.hub.control.wait_for_webhooks(timeout=30)
+        copies = [batch for batch in recorder.batches for _ in range(5)]
+        random.Random(options.seed).shuffle(copies)
+        targets = [stack.web_url(0), stack.web_url(1)]
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = list(
+                pool.map(
+                    lambda item: (
+                        requests.post(
+                            targets[item[0] % 2], data=item[1][0], headers=item[1][1], timeout=10
+                        ).status_code
+                    ),
+                    enumerate(copies),
+                )
+            )
+        fault = time.monotonic() - began
+        refused = [s for s in statuses if s != 204]
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        events = sum(len(json.loads(body)) for body, _ in copies)
+        return DrillResult(
+            "duplicate-batches",
+            f"{len(recorder.batches)} batches x5, shuffled, 10 at once to 2 web processes",
+            fault,
+            events,
+            verdict,
+            recovered,
+            [f"{len(refused)} deliveries answered {sorted(set(refused))}"] if refused else [],
+        )
+    finally:
+        stack.stop()
+        recorder.stop()
+
+
+# --------------------------------------------------------------------------- c. HubSpot faults
+
+
+def drill_hubspot_faults(workdir: Path, options: DrillOptions) -> DrillResult:
+    """30% 429s and 10% 5xx for a while, then HubSpot unreachable for a while."""
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 2))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        began = time.monotonic()
+        stack.hub.control.set_faults(rate_limit_share=0.3, server_error_share=0.1)
+        reps = lose_in_background(stack, stream, pace=options.fault_seconds / max(1, options.deals))
+        time.sleep(options.fault_seconds)
+        stack.hub.control.set_faults(unreachable=True)
+        time.sleep(options.fault_seconds)
+        stack.hub.control.clear_faults()
+        reps.join()
+        fault = time.monotonic() - began
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        injected = sum(1 for r in stack.hub.control.requests("/crm") if r["status"] in {429, 502, 503})
+        return DrillResult(
+            "hubspot-429-5xx-down",
+            f"30% 429 + 10% 5xx {options.fault_seconds:g} s, then unreachable {options.fault_seconds:g} s",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            [] if stack.all_alive() else ["a web or worker main process died"],
+            [f"{injected} injected 429/5xx answers on /crm"],
+        )
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- d. Redis down
+
+
+def drill_redis_down(workdir: Path, options: DrillOptions) -> DrillResult:
+    """Redis stopped while webhooks keep coming, then started again (same data on disk)."""
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 3))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        half = len(stream.deals) // 3
+        for deal in stream.deals[:half]:
+            lose(stack.hub.control, deal)
+        began = time.monotonic()
+        stack.redis_server.stop()
+        pace = options.fault_seconds / max(1, len(stream.deals) - half)
+        for deal in stream.deals[half:]:
+            lose(stack.hub.control, deal)
+            time.sleep(pace)
+        stack.redis_server.start()
+        fault = time.monotonic() - began
+        stack.hub.control.wait_for_webhooks(timeout=60)
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        attempts = [a for d in stack.hub.control.webhooks()["deliveries"] for a in d["attempts"]]
+        unavailable = sum(1 for a in attempts if a.get("status") == 503)
+        other_errors = sorted({a.get("status") for a in attempts if not a["ok"] and a.get("status") != 503})
+        failed = stack.hub.control.webhooks()["failed"]
+        extra = [f"intake answered {other_errors} while Redis was down"] if other_errors else []
+        extra += [f"{failed} webhook deliveries given up"] if failed else []
+        extra += [] if unavailable else ["the intake never answered 503 while Redis was down"]
+        extra += [] if stack.all_alive() else ["a web or worker main process died"]
+        return DrillResult(
+            "redis-down",
+            f"redis-server stopped {fault:.0f} s while reps kept losing deals",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            extra,
+            [f"{unavailable} deliveries answered 503, then redelivered by the sandbox"],
+        )
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- e. hostile input
+
+
+def drill_hostile_input(workdir: Path, options: DrillOptions) -> DrillResult:
+    """Forged, stale, future, malformed and huge requests at the intake, then a normal stream."""
+    stream = plan_stream(max(4, options.deals // 3), rng=random.Random(options.seed + 4))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        corpus = build_corpus(CLIENT_SECRET, stack.web_url(0))
+        began = time.monotonic()
+        failures, answers = [], []
+        for item in corpus:
+            status = requests.post(
+                stack.web_url(0), data=item.body, headers=item.headers, timeout=10
+            ).status_code
+            answers.append(f"{status} {item.label}")
+            if status >= 500:
+                failures.append(f"{item.label}: {status}")
+            elif item.forged and status != 401:
+                failures.append(f"{item.label}: answered {status}, not 401")
+        fault = time.monotonic() - began
+        if not stack.all_alive():
+            failures.append("a web process died")
+        for deal in stream.deals:
+            lose(stack.hub.control, deal)
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        return DrillResult(
+            "hostile-input",
+            f"{len(corpus)} hostile requests ({sum(c.forged for c in corpus)} forged)",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            failures,
+            answers,
+        )
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- f. broken YAML
+
+
+BROKEN_YAML_TAIL = "\n  Pricing:\n\tnurture: [workflow: not-a-number\n"
+
+
+def drill_broken_rules(workdir: Path, options: DrillOptions) -> DrillResult:
+    """The nurture YAML broken mid-stream: the worker must keep its last good rules."""
+    rules = workdir / "nurture.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config" / "nurture.yaml", rules)
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 5))
+    stack = _stack(workdir, rules_path=rules).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        half = len(stream.deals) // 2
+        for deal in stream.deals[:half]:
+            lose(stack.hub.control, deal)
+        began = time.monotonic()
+        rules.write_text(rules.read_text() + BROKEN_YAML_TAIL)
+        # The worker re-reads the file every 30 s: keep losing deals across a whole check interval.
+        pace = 35.0 / max(1, len(stream.deals) - half)
+        for deal in stream.deals[half:]:
+            lose(stack.hub.control, deal)
+            time.sleep(pace)
+        fault = time.monotonic() - began
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        logs = stack.worker_log(0)
+        refused = "is invalid; the rules of version" in logs
+        versions = {a["config_version"] for a in _audits(stack)}
+        extra = [] if refused else ["the worker never logged that it refused the broken file"]
+        extra += (
+            [] if len(versions) == 1 else [f"audits name {len(versions)} rule versions: {sorted(versions)}"]
+        )
+        return DrillResult(
+            "broken-nurture-yaml",
+            "nurture.yaml broken (tab, unclosed list) under a running worker",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            extra,
+            ["worker logged the refusal and kept the last good version" if refused else "no refusal logged"],
+        )
+    finally:
+        stack.stop()
+
+
+def _audits(stack: Stack) -> list[dict[str, Any]]:
+    from handoff_worker.handoff.audit import recent_audits
+
+    return recent_audits(stack.redis(), 100_000)
+
+
+# --------------------------------------------------------------------------- the run
+
+DRILLS: dict[str, Callable[[Path, DrillOptions], DrillResult]] = {
+    "worker-sigkill": drill_worker_sigkill,
+    "duplicate-batches": drill_duplicate_batches,
+    "hubspot-429-5xx-down": drill_hubspot_faults,
+    "redis-down": drill_redis_down,
+    "hostile-input": drill_hostile_input,
+    "broken-nurture-yaml": drill_broken_rules,
+}
+
+TABLE_HEADER = (
+    "| drill | what broke | fault s | events sent | handoffs expected | handoffs done | duplicates "
+    "| repeat enroll calls | recover s | result |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def table_row(result: DrillResult) -> str:
+    verdict = result.verdict
+    recover = f"{result.recover_seconds:.1f}" if result.recover_seconds is not None else "never"
+    return (
+        f"| {result.name} | {result.broke} | {result.fault_seconds:.0f} | {result.events_sent} "
+        f"| {verdict.expected} | {verdict.done} | {verdict.duplicates} | {verdict.repeat_calls} "
+        f"| {recover} | {'pass' if result.ok else 'FAIL'} |"
+    )
+
+
+def report(result: DrillResult) -> None:
+    print(table_row(result), flush=True)
+    for note in result.notes:
+        print(f"    {note}")
+    for problem in [*result.extra_failures, *result.verdict.problems[:10]]:
+        print(f"    PROBLEM: {problem}")
+    if result.verdict.cleared:
+        print(f"    PROBLEM: {result.verdict.cleared} contacts left with an empty lifecycle stage")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=sorted(DRILLS), action="append", help="run only this drill")
+    parser.add_argument("--deals", type=int, default=DrillOptions.deals, help="lost deals per drill")
+    parser.add_argument("--fault-seconds", type=float, default=DrillOptions.fault_seconds)
+    parser.add_argument("--converge-timeout", type=float, default=DrillOptions.converge_timeout)
+    parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    args = parser.parse_args(argv)
+    options = DrillOptions(args.deals, args.fault_seconds, args.converge_timeout)
+    workroot = Path(tempfile.mkdtemp(prefix="handoff-drills-"))
+    print(f"logs in {workroot}\n\n{TABLE_HEADER}", flush=True)
+    results = []
+    began = time.monotonic()
+    for name in args.only or list(DRILLS):
+        try:
+            result = DRILLS[name](workroot / name, options)
+        except Exception as exc:  # a drill that cannot even run is a failed drill, not a crash
+            print(f"| {name} | drill could not run: {exc!r} | | | | | | | | FAIL |", flush=True)
+            results.append(False)
+            continue
+        report(result)
+        results.append(result.ok)
+    print(f"\n{sum(results)}/{len(results)} drills passed in {time.monotonic() - began:.0f} s")
+    if all(results) and not args.keep:
+        shutil.rmtree(workroot, ignore_errors=True)
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
