@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from bench.drills_corpus import build_corpus
@@ -144,12 +144,19 @@ def drill_worker_sigkill(workdir: Path, options: DrillOptions) -> DrillResult:
 # --------------------------------------------------------------------------- b. duplicates
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The recorder keeps what it needs itself."""
+
+
 class _Recorder:
     """Stands where HubSpot's webhook target is: keeps every signed batch, answers 204."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[bytes, dict[str, str]]] = []
-        self._server = make_server("127.0.0.1", free_port(), self._app, threaded=True)
+        self._server = make_server(
+            "127.0.0.1", free_port(), self._app, threaded=True, request_handler=_QuietHandler
+        )
         self.url = f"http://127.0.0.1:{self._server.server_port}/webhooks/hubspot"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

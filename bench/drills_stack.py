@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import redis
 import requests
@@ -150,7 +151,7 @@ class Stack:
         self.webs: list[tuple[subprocess.Popen[bytes], int]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
         self.sandbox: SandboxServer | None = None
-        self._logs: list[object] = []
+        self._logs: list[BinaryIO] = []
 
     # ----------------------------------------------------------------- start and stop
 
@@ -182,7 +183,7 @@ class Stack:
             self.sandbox.stop()
         self.redis_server.stop()
         for log in self._logs:
-            log.close()  # type: ignore[attr-defined]  # file objects kept only to close them
+            log.close()
 
     def environment(self, **extra: str) -> dict[str, str]:
         assert self.sandbox is not None
@@ -200,7 +201,7 @@ class Stack:
             **extra,
         }
 
-    def _log(self, name: str) -> object:
+    def _log(self, name: str) -> BinaryIO:
         log = (self.workdir / f"{name}.log").open("ab")
         self._logs.append(log)
         return log
@@ -213,7 +214,7 @@ class Stack:
             [str(BIN / "gunicorn"), "handoff_worker.wsgi:app", "-c", "handoff_worker/gunicorn_conf.py"],
             cwd=ROOT,
             env=env,
-            stdout=log,  # type: ignore[arg-type]  # an open binary file
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.webs.append((process, port))
@@ -231,7 +232,7 @@ class Stack:
             ],
             cwd=ROOT,
             env=self.environment(),
-            stdout=log,  # type: ignore[arg-type]  # an open binary file
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.workers.append(process)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -43,6 +44,10 @@ REDIS_TIMEOUT_SECONDS = 1.0
 log = logging.getLogger("handoff_worker.intake")
 
 
+def _fixed(rules: NurtureRules) -> Callable[[], NurtureRules]:
+    return lambda: rules
+
+
 def watched_properties(rules: NurtureRules) -> WatchedProperties:
     """The property names whose changes can start or unblock a handoff."""
     return WatchedProperties(
@@ -54,10 +59,12 @@ def watched_properties(rules: NurtureRules) -> WatchedProperties:
 def create_app(
     settings: Settings,
     *,
-    rules: NurtureRules | None = None,
+    rules: NurtureRules | Callable[[], NurtureRules] | None = None,
     redis_client: redis.Redis | None = None,
     celery_app: Celery | None = None,
 ) -> Flask:
+    """`rules` may be a callable (a `RulesStore`'s `current`), so a saved change to the YAML's
+    property names reaches the intake without a restart, as it reaches the workers."""
     app = Flask("handoff_worker.intake")
     if settings.trusted_proxy_count > 0:
         hops = settings.trusted_proxy_count
@@ -71,7 +78,7 @@ def create_app(
         settings=settings,
         webhook=HubSpotWebhook(settings),
         dispatcher=Dispatcher(redis_conn, publisher),
-        watched=watched_properties(rules or NurtureRules(reasons=())),
+        rules=rules if callable(rules) else _fixed(rules or NurtureRules(reasons=())),
     )
     app.extensions["handoff_intake"] = intake
 
@@ -94,12 +101,22 @@ class _Intake:
         settings: Settings,
         webhook: HubSpotWebhook,
         dispatcher: Dispatcher,
-        watched: WatchedProperties,
+        rules: Callable[[], NurtureRules],
     ) -> None:
         self.settings = settings
         self.webhook = webhook
         self.dispatcher = dispatcher
-        self.watched = watched
+        self._rules = rules
+        self._watched_for: tuple[NurtureRules, WatchedProperties] | None = None
+
+    @property
+    def watched(self) -> WatchedProperties:
+        """The watched names of the rules in force, worked out again only when the rules change."""
+        rules = self._rules()
+        cached = self._watched_for
+        if cached is None or cached[0] is not rules:
+            cached = self._watched_for = (rules, watched_properties(rules))
+        return cached[1]
 
     def handle(self) -> Response | tuple[Response, int]:
         started = time.perf_counter()
