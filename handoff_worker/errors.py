@@ -57,6 +57,11 @@ class TransientHubSpotError(HubSpotError):
     transient = True
 
 
+class RequestNotSentError(TransientHubSpotError):
+    """The connection was refused or never opened: HubSpot surely did not see the request, so
+    even a non-idempotent call (creating a task) may be sent again."""
+
+
 class RateLimitedError(TransientHubSpotError):
     """HubSpot answered 429. `policy` is HubSpot's policyName (TEN_SECONDLY_ROLLING, DAILY...)."""
 

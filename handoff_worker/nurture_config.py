@@ -38,21 +38,14 @@ from handoff_worker.domain.nurture import (
     ReasonRule,
     RecyclingRules,
 )
+from handoff_worker.domain.rules import LIFECYCLE_ORDER
 from handoff_worker.errors import NurtureConfigError
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_VERSION = 1
-STANDARD_LIFECYCLE_STAGES = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+# HubSpot's standard stages: the ordered ones, and "other", which stands outside the order.
+STANDARD_LIFECYCLE_STAGES = (*LIFECYCLE_ORDER, "other")
 # Placeholders the owner-task subjects may use; the engine fills them in.
 TASK_SUBJECT_PLACEHOLDERS = frozenset({"deal_name"})
 # HubSpot internal property names: a letter, then letters, digits or underscores.

@@ -20,17 +20,15 @@ from handoff_worker.errors import (
     NotFoundError,
     PermanentHubSpotError,
     RateLimitedError,
+    RequestNotSentError,
     TransientHubSpotError,
 )
+
+__all__ = ["RequestNotSentError", "error_from_response", "translate"]
 
 # HubSpot's fallback when a rolling-window 429 says nothing about when to come back.
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 10.0
 _TRANSIENT_STATUSES = {423, 429, 477}
-
-
-class RequestNotSentError(TransientHubSpotError):
-    """The connection was refused or never opened: HubSpot surely did not see the request, so
-    even a non-idempotent call (creating a task) may be sent again."""
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -66,6 +66,13 @@ def create_app(
     """`rules` may be a callable (a `RulesStore`'s `current`), so a saved change to the YAML's
     property names reaches the intake without a restart, as it reaches the workers."""
     app = Flask("handoff_worker.intake")
+    replayable = sorted(set(settings.signature_versions) - {"v3"})
+    if replayable:
+        log.warning(
+            "HUBSPOT_SIGNATURE_VERSIONS accepts %s: these signatures carry no timestamp, so a captured "
+            "request can be replayed; keep only v3 unless your app cannot send it",
+            ", ".join(replayable),
+        )
     if settings.trusted_proxy_count > 0:
         hops = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # the documented way to wrap
