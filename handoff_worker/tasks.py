@@ -17,7 +17,7 @@ import redis
 from celery import Task
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
-from handoff_worker.errors import TransientHubSpotError
+from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.handoff.engine import CONTACT, DEAL, HandoffEngine
 from handoff_worker.handoff.lock import LockBusyError
@@ -26,6 +26,8 @@ from handoff_worker.settings import Settings
 log = logging.getLogger(__name__)
 
 # 8 retries, doubling from 30 s and capped at 20 min: about an hour in all before the dead letter.
+# The cap also bounds a server's Retry-After: a countdown longer than the broker's visibility
+# timeout (celery_app.VISIBILITY_TIMEOUT_SECONDS) would have the message delivered twice.
 MAX_RETRIES = 8
 BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 1200.0
@@ -80,36 +82,57 @@ def backoff_seconds(retries: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def retry_countdown(exc: TransientHubSpotError, retries: int) -> float:
+    """HubSpot's Retry-After when it sent one, else our backoff; never past BACKOFF_CAP_SECONDS."""
+    return min(exc.retry_after or backoff_seconds(retries), BACKOFF_CAP_SECONDS)
+
+
+def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str, *, permanent: bool) -> None:
+    record_failure(
+        wiring().redis,
+        kind,
+        object_id,
+        error=error,
+        attempts=task.request.retries + 1,
+        now=datetime.now(UTC),
+        trigger=trigger,
+        permanent=permanent,
+    )
+
+
 def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[str, Any]:
     from handoff_worker.pending import release_pending
 
     wired = wiring()
-    # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
-    release_pending(wired.redis, kind, object_id, task_id=task.request.id)
     engine = wired.engine
     try:
+        # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
+        release_pending(wired.redis, kind, object_id, task_id=task.request.id)
         run = engine.handoff_deal if kind == DEAL else engine.handoff_contact
         report = run(object_id, trigger)
     except LockBusyError:
         # A new message rather than a retry: waiting for a colleague is not a failure.
         task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS)
         return {"outcome": "requeued_lock_busy"}
+    except PermanentHubSpotError as exc:
+        # Retrying will not help (403, 400...); kept for `replay` once the cause is fixed.
+        _dead_letter(task, kind, object_id, trigger, f"permanent, not retried: {exc}", permanent=True)
+        log.error("handoff of %s %s failed permanently; kept in the dead letter", kind, object_id)
+        return {"outcome": "dead_letter"}
     except TransientHubSpotError as exc:
         if task.request.retries >= MAX_RETRIES:
-            record_failure(
-                wired.redis,
-                kind,
-                object_id,
-                error=str(exc),
-                attempts=task.request.retries + 1,
-                now=datetime.now(UTC),
-                trigger=trigger,
-            )
+            _dead_letter(task, kind, object_id, trigger, str(exc), permanent=False)
             log.error(
                 "handoff of %s %s failed %d times; kept in the dead letter", kind, object_id, MAX_RETRIES + 1
             )
             return {"outcome": "dead_letter"}
-        countdown = exc.retry_after or backoff_seconds(task.request.retries)
+        countdown = retry_countdown(exc, task.request.retries)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+    except redis.RedisError as exc:
+        # Redis restarting or failing over: worth the same bounded retries. Past them the task
+        # fails (the dead letter lives in Redis too) and the resync sweep finds the record again.
+        log.warning("handoff of %s %s: Redis error %s; retrying", kind, object_id, type(exc).__name__)
+        countdown = backoff_seconds(task.request.retries)
         raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
     return {"outcome": report.outcome, "api_calls": report.api_calls}
 

@@ -223,6 +223,8 @@ class ContactAction:
     set_properties: Mapping[str, str]
     nurtures: tuple[Nurture, ...]  # workflow and list nurtures, carried out after the set
     resumed: bool = False  # lifecycle already done for this loss: only missing nurtures remain
+    # The stage read before the handoff: written back if a clear went through and no set did.
+    previous_stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -336,4 +338,12 @@ def _fresh_action(
         for nurture in reason.nurtures:
             if nurture.method is NurtureMethod.PROPERTY and nurture.property_name:
                 properties[nurture.property_name] = nurture.property_value or ""
-    return ContactAction(contact.id, contact.get(EMAIL_PROPERTY), write, target, properties, nurtures)
+    return ContactAction(
+        contact.id,
+        contact.get(EMAIL_PROPERTY),
+        write,
+        target,
+        properties,
+        nurtures,
+        previous_stage=contact.get(LIFECYCLE_PROPERTY),
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +36,13 @@ from handoff_worker.domain.rules import (
     needs_escalation,
     owner_task_due,
 )
-from handoff_worker.errors import HubSpotError, NotFoundError, PermanentHubSpotError, RateLimitedError
+from handoff_worker.errors import (
+    HubSpotError,
+    NotFoundError,
+    PermanentHubSpotError,
+    RateLimitedError,
+    RequestNotSentError,
+)
 from handoff_worker.handoff.audit import record_audit
 from handoff_worker.handoff.deadletter import record_failure, remove_failure
 from handoff_worker.handoff.ledger import (
@@ -211,7 +217,7 @@ class HandoffEngine:
         try:
             deal = self.gateway.get_deal(report.object_id, [*DEAL_PROPERTIES, reason_property])
         except NotFoundError:
-            report.outcome = "not_found"
+            self._not_found(report)
             return
         catalog, status = self._deal_status(deal, rules)
         if status is DealStatus.UNKNOWN:
@@ -262,6 +268,8 @@ class HandoffEngine:
             "which HubSpot's pipelines API does not list; check the pipeline settings, then replay"
         )
         if not self.dry_run:
+            # This cause replaces any earlier one: the dead letter says why it waits now.
+            remove_failure(self.redis, DEAL, deal.id)
             record_failure(
                 self.redis,
                 DEAL,
@@ -282,7 +290,7 @@ class HandoffEngine:
                 report.object_id, [*CONTACT_PROPERTIES, leads.status_property, leads.reason_property]
             )
         except NotFoundError:
-            report.outcome = "not_found"
+            self._not_found(report)
             return
         if not is_unqualified(contact.properties, leads):
             self._not_lost(report, "not_unqualified")
@@ -312,6 +320,14 @@ class HandoffEngine:
             # Reopened (or never lost): a later loss is a new one, and nobody waits for a reason.
             self.ledger.close_loss(report.kind, report.object_id)
             self.ledger.clear_waiting(report.kind, report.object_id)
+            # Nothing is left to replay: an earlier failure no longer applies.
+            remove_failure(self.redis, report.kind, report.object_id)
+
+    def _not_found(self, report: HandoffReport) -> None:
+        report.outcome = "not_found"
+        if not self.dry_run:
+            # Deleted in HubSpot: a replay would find nothing to hand off.
+            remove_failure(self.redis, report.kind, report.object_id)
 
     def _loss(self, kind: str, object_id: str, fingerprint: str) -> Loss:
         current = self.ledger.current_loss(kind, object_id)
@@ -358,13 +374,14 @@ class HandoffEngine:
         if self.dry_run:
             report.owner_task = self.ledger.owner_task(loss.loss_id) or "would create"
             return
-        report.owner_task = self._owner_task_once(report, loss, rules, raw_reason, name, owner_id)
+        # Marked waiting first: if the task cannot be created, the escalation still finds it.
         previous = self.ledger.get_waiting(report.kind, report.object_id)
         if previous is None or previous.loss_id != loss.loss_id:
             since = self.clock().isoformat()
             self.ledger.set_waiting(
                 Waiting(report.kind, report.object_id, since, loss.loss_id, name, owner_id or "")
             )
+        report.owner_task = self._owner_task_once(report, loss, rules, raw_reason, name, owner_id)
 
     def _owner_task_once(
         self,
@@ -379,8 +396,9 @@ class HandoffEngine:
         if existing is not None:
             return existing
         # At most once: a task is not idempotent (two reminders), and whether a failed call created
-        # one cannot be known, so the intent is kept even on error. Only a 429 is known to have
-        # created nothing; then the intent is dropped and the retry may create it.
+        # one cannot be known, so the intent is kept even on error. Only a 429 or a request that
+        # never left (connection refused) is known to have created nothing; then the intent is
+        # dropped and the retry may create it.
         self.ledger.set_owner_task(loss.loss_id, "intent")
         task = NewTask(
             subject=rules.owner_tasks.subject.replace("{deal_name}", name),
@@ -392,7 +410,7 @@ class HandoffEngine:
         )
         try:
             task_id = self.gateway.create_task(task)
-        except RateLimitedError:
+        except (RateLimitedError, RequestNotSentError):
             self.ledger.clear_owner_task(loss.loss_id)
             raise
         self.ledger.set_owner_task(loss.loss_id, task_id)
@@ -491,38 +509,68 @@ class HandoffEngine:
         }
         if to_clear:
             self._update(report, to_clear, failed, "clear")
+        cleared = set(to_clear) - failed
         to_set = {a.contact_id: dict(a.set_properties) for a in actions if a.set_properties}
         to_set = {cid: props for cid, props in to_set.items() if cid not in failed}
-        if to_set:
-            self._update(report, to_set, failed, "set")
+        if not to_set:
+            return
+        set_failed: set[str] = set()
+        self._update(report, to_set, set_failed, "set")
+        failed |= set_failed
+        blank = [a for a in actions if a.contact_id in cleared & set_failed]
+        if blank:
+            self._rescue_cleared_stage(report, blank)
+
+    def _rescue_cleared_stage(self, report: HandoffReport, actions: Sequence[ContactAction]) -> None:
+        """The clear went through and the set did not: never leave a lifecycle stage blank. Costs
+        nothing on the happy path. The contacts stay failed (their set was refused) either way."""
+        with_more = {
+            a.contact_id: {LIFECYCLE_PROPERTY: a.target_stage or ""}
+            for a in actions
+            if set(a.set_properties) - {LIFECYCLE_PROPERTY}
+        }
+        # The refusal may be about a marker or nurture property: the stage alone may pass.
+        still_blank = set(self._refusals(with_more)) if with_more else set()
+        still_blank |= {a.contact_id for a in actions if a.contact_id not in with_more}
+        # After a clear HubSpot takes any stage, so the one read before the handoff goes back.
+        restore = {
+            a.contact_id: {LIFECYCLE_PROPERTY: a.previous_stage or ""}
+            for a in actions
+            if a.contact_id in still_blank
+        }
+        if not restore:
+            return
+        for contact_id, why in self._refusals(restore).items():
+            stage = restore[contact_id][LIFECYCLE_PROPERTY]
+            report.fail(
+                contact_id,
+                f"lifecyclestage is left blank: HubSpot refused writing back {stage!r} after the clear "
+                f"({why}); set this contact's lifecycle stage in HubSpot, then replay",
+            )
 
     def _update(
         self, report: HandoffReport, updates: dict[str, dict[str, str]], failed: set[str], what: str
     ) -> None:
         """One batch update. Records HubSpot refused (207) or a refused batch (e.g. a property that
         does not exist) fail those contacts; the others go on."""
+        for contact_id, why in self._refusals(updates).items():
+            written = sorted(updates[contact_id])
+            report.fail(
+                contact_id, f"HubSpot refused the {what} write of {written}: {why}; {_write_hint(written)}"
+            )
+            failed.add(contact_id)
+
+    def _refusals(self, updates: dict[str, dict[str, str]]) -> dict[str, str]:
+        """One batch update; returns the contacts HubSpot refused -> why."""
         try:
             result = self.gateway.batch_update_contacts(updates)
         except PermanentHubSpotError as exc:
-            for contact_id in updates:
-                report.fail(
-                    contact_id,
-                    f"HubSpot refused the {what} write of {sorted(updates[contact_id])}: {exc}; "
-                    "check the marker and property-nurture names in the nurture YAML exist in HubSpot",
-                )
-                failed.add(contact_id)
-            return
-        self._record_errors(report, result.errors, failed, what)
-
-    def _record_errors(
-        self, report: HandoffReport, errors: Iterable[Any], failed: set[str], what: str
-    ) -> None:
-        for error in errors:
-            for contact_id in error.ids:
-                report.fail(
-                    contact_id, f"HubSpot refused the {what} write: {error.category}: {error.message}"
-                )
-                failed.add(contact_id)
+            return {contact_id: str(exc) for contact_id in updates}
+        return {
+            contact_id: f"{error.category}: {error.message}"
+            for error in result.errors
+            for contact_id in error.ids
+        }
 
     def _not_stuck(self, actions: Sequence[ContactAction]) -> dict[str, str]:
         """Contacts whose lifecycle stage is not the target after the write: id -> stage seen."""
@@ -642,7 +690,18 @@ def _as_clear_then_set(action: ContactAction) -> ContactAction:
         action.target_stage,
         {LIFECYCLE_PROPERTY: action.target_stage or ""},
         action.nurtures,
+        previous_stage=action.previous_stage,
     )
+
+
+def _write_hint(written: Sequence[str]) -> str:
+    """What to check, by what the refused write carried."""
+    if list(written) == [LIFECYCLE_PROPERTY]:
+        return (
+            "check the contact still exists, that the target is one of the portal's lifecycle stages "
+            "(lifecycle_stage in the nurture YAML), and that no workflow or integration locks it"
+        )
+    return "check the marker and property-nurture names in the nurture YAML exist in HubSpot"
 
 
 def _person_name(contact: CrmObject) -> str:

@@ -229,10 +229,20 @@ class SdkGateway:
         return (json.loads(raw.data) if raw.data else {}), raw.headers
 
     def _http(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        operation: str | None = None,
     ) -> Callable[[], tuple[Any, Headers]]:
-        """A request over our Session (for endpoints the SDK lacks), raising our errors."""
+        """A request over our Session (for endpoints the SDK lacks), raising our errors.
+
+        `operation` names the request in errors; pass one whenever the path holds personal data
+        (an email), since error text reaches the audit, the dead letter and the logs."""
         operation_url = f"{self._base_url}{path}"
+        named = operation or f"{method} {path}"
 
         def request() -> tuple[Any, Headers]:
             response = self._session.request(
@@ -240,7 +250,7 @@ class SdkGateway:
             )
             if not 200 <= response.status_code <= 299:
                 raise error_from_response(
-                    response.status_code, dict(response.headers), response.content, f"{method} {path}"
+                    response.status_code, dict(response.headers), response.content, named
                 )
             body = response.json() if response.content else None
             return body, response.headers
@@ -438,7 +448,9 @@ class SdkGateway:
         # Enrolling an enrolled contact changes nothing, so a retry is safe.
         workflow, contact = quote(workflow_id, safe=""), quote(email, safe="")
         path = f"/automation/v2/workflows/{workflow}/enrollments/contacts/{contact}"
-        self._send("enroll contact in workflow", self._http("POST", path))
+        # Named without the email: error text is kept in the audit, the dead letter and logs.
+        operation = f"enroll contact in workflow {workflow_id}"
+        self._send(operation, self._http("POST", path, operation=operation))
 
     def add_to_list(self, list_id: str, contact_ids: Iterable[str]) -> ListMembershipResult:
         added: list[str] = []

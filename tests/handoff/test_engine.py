@@ -246,6 +246,7 @@ def test_refused_batch_write_is_reported_not_passed(hub: Any, engine: HandoffEng
     assert report.outcome == "partial_failure"
     assert {c.outcome for c in report.contacts.values()} == {"failed"}
     assert "no_such_property" in report.errors[0]
+    assert all(lifecycle(hub, cid) for cid in ("3001", "3002"))  # no stage left blank
 
 
 def test_partial_batch_failure_207_fails_only_those_contacts(hub: Any, engine: HandoffEngine) -> None:

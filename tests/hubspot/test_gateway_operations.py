@@ -250,3 +250,14 @@ def test_flows_and_their_workflow_ids(gateway: SdkGateway) -> None:
         ("9002", False, "0-1"),
     ]
     assert gateway.flow_to_workflow_ids(["9001", "9002", "123"]) == {"9001": "501", "9002": "502"}
+
+
+@pytest.mark.parametrize("workflow_id", ["999", "502"])
+def test_failed_enrollment_error_names_the_workflow_not_the_email(
+    gateway: SdkGateway, workflow_id: str
+) -> None:
+    # The error text is kept in the audit, the dead letter and the logs: no personal data in it.
+    with pytest.raises(PermanentHubSpotError) as caught:
+        gateway.enroll_in_workflow(workflow_id, "c1@example.com")
+    assert caught.value.operation == f"enroll contact in workflow {workflow_id}"
+    assert "c1@example.com" not in str(caught.value) and "c1%40example.com" not in str(caught.value)
