@@ -4,10 +4,11 @@ A sweep searches HubSpot for every deal in a closed-lost stage and every contact
 unqualified lead status modified inside a window, and sends each through the same idempotent
 handoff as a webhook would. What the ledger says is done is skipped; the rest is queued.
 
-HubSpot's search stops at 10,000 results per query, so the walk sorts ascending by the
-modified-date property and, before reaching the cap, starts a new query from the last timestamp
-seen. Records sharing that timestamp come back again in the new query; the ids already seen at it
-are remembered and skipped, so nothing is lost or doubled at the seam.
+The walk sorts ascending by the modified-date property and starts every page as a new query from
+the last timestamp seen (keyset pagination), skipping ids it already yielded. HubSpot's `after` is
+an offset: records modified during the walk (the sweep's own handoffs modify them) would shift the
+offsets and make it step over records. A fresh query also never meets the 10,000-results-per-query
+cap, except inside one run of records sharing a timestamp, the only place `after` is used.
 
 Only one sweep runs at a time across every host (a Redis lock with a token, renewed while the sweep
 runs). The scheduled sweep starts from the last successful sweep's watermark minus a lookback
@@ -137,6 +138,8 @@ def walk_modified(
     """
     if not filter_groups:
         return
+    # Ids already yielded, across every query of the walk: ids only, a few MB for 100,000 records.
+    seen: set[str] = set()
     for start in range(0, len(filter_groups), MAX_FILTER_GROUPS):
         yield from _walk_one_query_set(
             gateway,
@@ -148,6 +151,7 @@ def walk_modified(
             page_size=page_size,
             result_cap=result_cap,
             on_page=on_page,
+            seen=seen,
         )
 
 
@@ -162,14 +166,21 @@ def _walk_one_query_set(
     page_size: int,
     result_cap: int,
     on_page: Callable[[], None] | None,
+    seen: set[str],
 ) -> Iterator[CrmObject]:
+    """Keyset pagination: every page is a fresh query from the newest timestamp seen.
+
+    HubSpot's `after` is an offset. A record modified while the walk runs (the sweep's own
+    handoffs do that) moves past the sort position, everything behind it shifts back one place,
+    and an offset would step over a record. A fresh query from the last timestamp cannot, so
+    `after` is only used inside a run of records that all share the query's start timestamp, the
+    one place a fresh query would make no progress.
+    """
     modified = MODIFIED_PROPERTY[object_type]
     wanted = list(dict.fromkeys([*properties, modified]))
-    cursor = since_ms
-    # The newest timestamp seen and the ids seen at it: the seam between two queries.
     last_stamp = since_ms
-    ids_at_last_stamp: set[str] = set()
     while True:
+        cursor = last_stamp
         groups = [
             [*group, SearchFilter(modified, "GTE", str(cursor)), SearchFilter(modified, "LTE", str(until_ms))]
             for group in filter_groups
@@ -188,27 +199,25 @@ def _walk_one_query_set(
             )
             fetched += len(page.results)
             for record in page.results:
-                stamp = modified_ms(record, modified)
-                if stamp == last_stamp and record.id in ids_at_last_stamp:
-                    continue  # already yielded before the restart
-                if stamp > last_stamp:
-                    last_stamp, ids_at_last_stamp = stamp, set()
-                ids_at_last_stamp.add(record.id)
+                # Results come sorted, so the last one's timestamp is where the next query starts.
+                last_stamp = max(last_stamp, modified_ms(record, modified))
+                if record.id in seen:
+                    continue  # returned again at the seam, or modified after it was yielded
+                seen.add(record.id)
                 yield record
             if on_page is not None:
                 on_page()
             if page.next_after is None or not page.results:
                 return
+            if last_stamp > cursor:
+                break  # progress: the next page is a fresh query from the newest timestamp
             if fetched + page_size > result_cap:
-                break  # the next page would pass HubSpot's cap: restart from the last timestamp
-            after = page.next_after
-        if last_stamp == cursor:
-            raise ResyncError(
-                f"more than {result_cap:,} {object_type.value} share {modified} = {last_stamp} ms: "
-                "search cannot page past them. Hand them off by id (resync --deal ID) or ask HubSpot "
-                "support; the sweep stopped here so the watermark does not move past them."
-            )
-        cursor = last_stamp
+                raise ResyncError(
+                    f"more than {result_cap:,} {object_type.value} share {modified} = {cursor} ms: "
+                    "search cannot page past them. Hand them off by id (resync --deal ID) or ask "
+                    "HubSpot support; the sweep stopped here so the watermark does not move past them."
+                )
+            after = page.next_after  # a run at one timestamp longer than a page: page within it
 
 
 # --------------------------------------------------------------------------- lost stages
@@ -363,6 +372,7 @@ class ResyncSummary:
     waiting_for_reason: int = 0
     waiting_requeued: int = 0
     escalated: int = 0
+    waiting_cleared: int = 0  # waiting records HubSpot no longer has (deleted): dropped
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -559,9 +569,10 @@ class WaitingForReason:
     """Revisits the engine's "waiting for a reason" records.
 
     A record whose reason is now set is handed off again (the engine decides what that means). One
-    still without a reason after the YAML's `owner_tasks.sla_hours` is escalated once: a task for
-    `owner_tasks.escalation_owner_id`, then the record is marked escalated so no later sweep
-    repeats it. Only one sweep runs at a time (the lock), so two sweeps never escalate together.
+    still without a reason after the YAML's `owner_tasks.sla_hours` is escalated once: the record
+    is marked escalated, then a task goes to `owner_tasks.escalation_owner_id`. A record HubSpot no
+    longer has (deleted) is dropped from the waiting set. A record that fails is counted and the
+    others go on. Only one sweep runs at a time (the lock), so two never escalate together.
     """
 
     def __init__(
@@ -588,16 +599,42 @@ class WaitingForReason:
             if not of_kind:
                 continue
             records = self.gateway.batch_read(object_type, [w.object_id for w in of_kind], [reason_property])
+            # Batch read leaves out ids HubSpot no longer has (deleted); they map to None here.
             reasons = {r.id: (r.get(reason_property) or "").strip() for r in records}
             for record in of_kind:
-                if reasons.get(record.object_id):
-                    summary.waiting_requeued += 1
-                    if not dry_run:
-                        (sink.deal if kind == "deal" else sink.contact)(record.object_id)
-                elif self._overdue(record):
-                    summary.escalated += 1
-                    if not dry_run:
-                        self._escalate(record, object_type)
+                try:
+                    self._revisit_one(summary, record, object_type, reasons, dry_run=dry_run, sink=sink)
+                except Exception as exc:
+                    # One record's failure is counted and the rest go on; a failed sweep leaves the
+                    # watermark, so the next sweep comes back to this record.
+                    summary.failed += 1
+                    summary.errors.append(f"waiting {kind} {record.object_id}: {exc}")
+                    log.warning("resync could not revisit waiting %s %s: %s", kind, record.object_id, exc)
+
+    def _revisit_one(
+        self,
+        summary: ResyncSummary,
+        record: Waiting,
+        object_type: ObjectType,
+        reasons: dict[str, str],
+        *,
+        dry_run: bool,
+        sink: HandoffSink,
+    ) -> None:
+        if record.object_id not in reasons:
+            summary.waiting_cleared += 1
+            if not dry_run:
+                # Deleted in HubSpot: there is nothing left to hand off nor an owner to remind.
+                self.ledger.clear_waiting(record.kind, record.object_id)
+            return
+        if reasons[record.object_id]:
+            summary.waiting_requeued += 1
+            if not dry_run:
+                (sink.deal if record.kind == "deal" else sink.contact)(record.object_id)
+        elif self._overdue(record):
+            if not dry_run:
+                self._escalate(record, object_type)
+            summary.escalated += 1
 
     def _overdue(self, record: Waiting) -> bool:
         tasks = self.rules.owner_tasks
@@ -607,22 +644,29 @@ class WaitingForReason:
         return self.clock() - since >= timedelta(hours=tasks.sla_hours)
 
     def _escalate(self, record: Waiting, object_type: ObjectType) -> None:
+        """Mark first, then create the task: a crash between the two loses one reminder, where the
+        other order would create a second task on the next sweep. A task creation that fails
+        (rather than a process that dies) puts the mark back, so the next sweep tries again."""
         tasks = self.rules.owner_tasks
         name = record.name or f"{object_type.value[:-1]} {record.object_id}"
-        self.gateway.create_task(
-            NewTask(
-                subject=tasks.escalation_subject.format(deal_name=name),
-                body=(
-                    f"No lost reason on {name} since {record.since}; the nurture waits for it. "
-                    f"Set {self._reason_property(object_type)} and the next resync hands it off."
-                ),
-                owner_id=tasks.escalation_owner_id,
-                due_at=self.clock(),
-                deal_id=record.object_id if object_type is ObjectType.DEAL else None,
-                contact_id=record.object_id if object_type is ObjectType.CONTACT else None,
-            )
-        )
         self.ledger.mark_escalated(record)
+        try:
+            self.gateway.create_task(
+                NewTask(
+                    subject=tasks.escalation_subject.format(deal_name=name),
+                    body=(
+                        f"No lost reason on {name} since {record.since}; the nurture waits for it. "
+                        f"Set {self._reason_property(object_type)} and the next resync hands it off."
+                    ),
+                    owner_id=tasks.escalation_owner_id,
+                    due_at=self.clock(),
+                    deal_id=record.object_id if object_type is ObjectType.DEAL else None,
+                    contact_id=record.object_id if object_type is ObjectType.CONTACT else None,
+                )
+            )
+        except Exception:
+            self.ledger.set_waiting(record)  # the record as it was: not escalated
+            raise
 
     def _reason_property(self, object_type: ObjectType) -> str:
         if object_type is ObjectType.DEAL:

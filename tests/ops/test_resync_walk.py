@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from ops_support import T0, CollectingSink, OpsEnv, at, build_env, lost_deal
 
@@ -110,3 +112,31 @@ def test_parse_moment(text: str, expected: str) -> None:
 def test_parse_moment_names_the_option_and_shows_examples() -> None:
     with pytest.raises(ResyncError, match=r"--until 'yesterday'.*--until 24h"):
         parse_moment("yesterday", now=T0, option="--until")
+
+
+@pytest.mark.parametrize("modified", ["first", "every"])
+def test_records_modified_during_the_walk_are_neither_skipped_nor_doubled(ops: OpsEnv, modified: str) -> None:
+    # As in a scheduled sweep: the handoff of a deal modifies it, which moves it past the walk's
+    # sort position while the walk is still paging through the deals after it.
+    now = datetime.now(UTC)
+    deals = [lost_deal(700_000 + i, now - timedelta(seconds=60 - i)) for i in range(6)]
+    ops.server.control.seed({"deals": deals})
+    touched: list[str] = []
+
+    class TouchingSink(CollectingSink):
+        def deal(self, deal_id: str) -> None:
+            super().deal(deal_id)
+            if modified == "every" or not touched:
+                touched.append(deal_id)
+                ops.server.control.rep_update("deals", deal_id, {"dealname": f"Deal {deal_id} (handed off)"})
+
+    sink = TouchingSink()
+    summary = Resync(ops.gateway, ops.rules, sink, page_size=2).run(
+        ResyncRequest(
+            since=now - timedelta(minutes=5), until=now + timedelta(hours=1), include_contacts=False
+        )
+    )
+
+    assert summary.failed == 0, summary.errors
+    assert touched, "the sink must have modified a deal mid-walk for this test to mean anything"
+    assert sorted(sink.deals) == sorted(d["id"] for d in deals), "a deal was skipped or doubled"
