@@ -7,14 +7,18 @@ worker whose lock expired can never delete the lock another worker took over sin
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
+import time
 from types import TracebackType
 
 import redis
 
 from handoff_worker.errors import HandoffError
 from handoff_worker.state import KEY_PREFIX
+
+log = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 15.0
 
@@ -36,31 +40,36 @@ def lock_key(kind: str, object_id: str) -> str:
     return f"{KEY_PREFIX}lock:{kind}:{object_id}"
 
 
-class RecordLock:
-    def __init__(
-        self, client: redis.Redis, kind: str, object_id: str, *, ttl: float = LOCK_TTL_SECONDS
-    ) -> None:
+class RenewedLock:
+    """A Redis lock held by a random token: taken with SET NX PX, kept alive by a background thread
+    while held, released only while it still holds our token. `lost` turns true when a renewal
+    finds the key gone or taken over, so the holder can stop before its next write."""
+
+    def __init__(self, client: redis.Redis, key: str, *, ttl_seconds: float) -> None:
         self.client = client
-        self.key = lock_key(kind, object_id)
-        self.ttl_ms = int(ttl * 1000)
+        self.key = key
+        self.ttl_ms = int(ttl_seconds * 1000)
         self.token = secrets.token_hex(16)
+        self.lost = False
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        self.lost = False
 
-    def __enter__(self) -> RecordLock:
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            raise LockBusyError(f"{self.key} is held by another worker")
+    def acquire(self, *, wait_seconds: float = 0.0) -> bool:
+        """Take the lock, waiting up to `wait_seconds` for its holder to let go."""
+        deadline = time.monotonic() + wait_seconds
+        while not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+        self._stop.clear()
         self._renewer = threading.Thread(target=self._keep_alive, name=f"renew {self.key}", daemon=True)
         self._renewer.start()
-        return self
+        return True
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def release(self) -> None:
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=2)
+            self._renewer.join(timeout=5)
         self.client.eval(_RELEASE, 1, self.key, self.token)
 
     def _keep_alive(self) -> None:
@@ -70,9 +79,30 @@ class RecordLock:
                     self.lost = True
                     return
             except redis.RedisError:
-                continue  # the next beat tries again; the TTL leaves room for one miss
+                log.warning("could not renew the lock %s; trying again", self.key)
+
+
+class RecordLock(RenewedLock):
+    def __init__(
+        self, client: redis.Redis, kind: str, object_id: str, *, ttl: float = LOCK_TTL_SECONDS
+    ) -> None:
+        super().__init__(client, lock_key(kind, object_id), ttl_seconds=ttl)
+        self.kind, self.object_id = kind, object_id
+
+    def __enter__(self) -> RecordLock:
+        if not self.acquire():
+            raise LockBusyError(f"{self.kind} {self.object_id} is being handed off by another worker")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
 
     def ensure_held(self) -> None:
         """Called between phases: a worker that lost its lock stops before its next write."""
         if self.lost:
-            raise LockBusyError(f"{self.key} expired while this worker held it; another may be running")
+            raise LockBusyError(
+                f"the lock on {self.kind} {self.object_id} expired while this worker held it; "
+                "another worker may be running it"
+            )

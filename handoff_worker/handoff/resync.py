@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +32,7 @@ from handoff_worker.domain.nurture import DealRules, NurtureRules
 from handoff_worker.domain.rules import lost_stage_ids
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.ledger import Ledger, Waiting
+from handoff_worker.handoff.lock import RenewedLock
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.state import KEY_PREFIX
 
@@ -232,53 +230,12 @@ def all_lost_stage_ids(pipelines: Sequence[Pipeline], deal_rules: DealRules) -> 
 # --------------------------------------------------------------------------- lock
 
 
-_RELEASE_LUA = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-_EXTEND_LUA = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-
-class SweepLock:
-    """One sweep at a time across hosts. The token makes sure only the holder extends or releases;
-    a background thread renews the expiry so a long sweep keeps it, and a crashed one frees it
-    within `ttl_seconds`. If renewal fails the sweep sees `lost` and stops."""
+class SweepLock(RenewedLock):
+    """One sweep at a time across hosts; a crashed sweep frees it within `ttl_seconds`. If renewal
+    fails the sweep sees `lost` and stops."""
 
     def __init__(self, client: redis.Redis, *, key: str = LOCK_KEY, ttl_seconds: float = 60.0) -> None:
-        self._redis = client
-        self.key = key
-        self.ttl_ms = int(ttl_seconds * 1000)
-        self.token = secrets.token_hex(16)
-        self.lost = False
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
-        self._release = client.register_script(_RELEASE_LUA)
-        self._extend = client.register_script(_EXTEND_LUA)
-
-    def acquire(self, *, wait_seconds: float = 0.0) -> bool:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            if self._redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
-                self._start_renewal()
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
-
-    def extend(self) -> bool:
-        ok = bool(self._extend(keys=[self.key], args=[self.token, self.ttl_ms]))
-        if not ok:
-            self.lost = True
-        return ok
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
-        self._release(keys=[self.key], args=[self.token])
+        super().__init__(client, key, ttl_seconds=ttl_seconds)
 
     def check(self) -> None:
         """Raise if the lock was lost, so a sweep never runs beside another one."""
@@ -287,19 +244,6 @@ class SweepLock:
                 f"the resync lock {self.key} expired or was taken while this sweep ran; stopped so "
                 "two sweeps never work at once. The next sweep picks up from the watermark."
             )
-
-    def _start_renewal(self) -> None:
-        self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew_loop, name="resync-lock", daemon=True)
-        self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                if not self.extend():
-                    return
-            except redis.RedisError:
-                log.warning("could not renew the resync lock %s; retrying", self.key)
 
     def __enter__(self) -> SweepLock:
         return self
