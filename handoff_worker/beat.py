@@ -46,13 +46,13 @@ class CelerySink:
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)
 def resync_sweep() -> dict[str, object]:
     """One scheduled sweep from the watermark. Busy (another sweep holds the lock): nothing done."""
-    from handoff_worker.handoff.commands import build_wiring
     from handoff_worker.handoff.resync import (
         ResyncRequest,
         SweepBusyError,
         run_locked,
         scheduled_window,
     )
+    from handoff_worker.wiring import build_wiring
 
     settings = get_settings()
     wiring = build_wiring(settings)

@@ -111,12 +111,11 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
     from handoff_worker.celery_app import HANDOFF_QUEUE
     from handoff_worker.celery_app import app as celery_app
     from handoff_worker.handoff.audit import recent_audits
-    from handoff_worker.handoff.engine import HandoffEngine
-    from handoff_worker.hubspot.gateway import build_gateway
     from handoff_worker.intake.app import create_app
     from handoff_worker.nurture_config import RulesStore
     from handoff_worker.sandbox.testing import SandboxServer
     from handoff_worker.settings import Settings
+    from handoff_worker.wiring import build_wiring
 
     client_secret = secrets.token_hex(16)
     access_token = "demo-" + secrets.token_hex(8)
@@ -143,9 +142,9 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
             },
             dotenv_path=None,
         )
-        gateway = build_gateway(settings, fake_redis)
-        engine = HandoffEngine(gateway, fake_redis, store.current_with_version, dry_run=False)
-        tasks.install_wiring(tasks.Wiring(settings, fake_redis, engine))
+        wired = build_wiring(settings, fake_redis)
+        gateway = wired.gateway
+        tasks.install_wiring(wired)
         stack.callback(tasks.install_wiring, None)
 
         celery_app.conf.update(broker_url="memory://", broker_transport_options={})

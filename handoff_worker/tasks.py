@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,9 +18,10 @@ from celery import Task
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
-from handoff_worker.handoff.engine import CONTACT, DEAL, HandoffEngine
+from handoff_worker.handoff.engine import CONTACT, DEAL
 from handoff_worker.handoff.lock import LockBusyError
 from handoff_worker.settings import Settings
+from handoff_worker.wiring import Wiring, build_wiring
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,6 @@ BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 1200.0
 # Another worker holds the record: come back soon; this does not count against MAX_RETRIES.
 LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class Wiring:
-    settings: Settings
-    redis: redis.Redis
-    engine: HandoffEngine
 
 
 _installed: Wiring | None = None
@@ -63,17 +56,7 @@ def reset_wiring() -> None:
 
 @lru_cache(maxsize=1)
 def _wiring_from_env() -> Wiring:
-    from handoff_worker.hubspot.gateway import build_gateway
-    from handoff_worker.nurture_config import RulesStore
-    from handoff_worker.state import redis_client
-
-    settings = Settings.from_env(require=("HUBSPOT_ACCESS_TOKEN",))
-    client = redis_client(settings)
-    store = RulesStore(settings.handoff_config)
-    engine = HandoffEngine(
-        build_gateway(settings, client), client, store.current_with_version, dry_run=settings.dry_run
-    )
-    return Wiring(settings, client, engine)
+    return build_wiring(Settings.from_env(require=("HUBSPOT_ACCESS_TOKEN",)))
 
 
 def backoff_seconds(retries: int) -> float:

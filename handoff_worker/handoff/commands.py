@@ -1,7 +1,7 @@
 """Ops commands: `resync`, `failures`, `replay`, `report`. Registered lazily by `handoff_worker.cli`.
 
-This module is wiring: it reads settings, builds the gateway, the rules and the engine, and hands
-them to the use cases in `resync`, `report` and the engine's dead-letter record.
+It reads settings, gets the pieces from `handoff_worker.wiring`, and hands them to the use cases in
+`resync`, `report` and the engine's dead-letter record.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 import redis
 
-from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
 from handoff_worker.handoff.deadletter import FailedHandoff, list_failures
@@ -31,13 +30,9 @@ from handoff_worker.handoff.report import (
     outcomes_from_audits,
 )
 from handoff_worker.handoff.resync import (
-    HandoffSink,
-    LedgerDoneCheck,
-    Resync,
     ResyncRequest,
     ResyncSummary,
     SweepBusyError,
-    WaitingForReason,
     parse_moment,
     run_locked,
     scheduled_window,
@@ -45,51 +40,12 @@ from handoff_worker.handoff.resync import (
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client
+from handoff_worker.wiring import build_wiring
 
 EXIT_FAILED = 1
 EXIT_BUSY = 3
 # Engine outcomes that mean the handoff did not complete (kept in the dead-letter record).
 FAILED_OUTCOMES = frozenset({"partial_failure", "error"})
-
-
-@dataclass
-class Wiring:
-    settings: Settings
-    redis: redis.Redis
-    gateway: HubSpotGateway
-    rules: NurtureRules
-    engine: HandoffEngine
-
-    def resync(self, *, inline: bool) -> Resync:
-        """A sweep that runs handoffs here (`inline`) or queues them for the workers."""
-        sink: HandoffSink
-        if inline:
-            sink = InlineSink(self.engine)
-        else:
-            from handoff_worker.beat import CelerySink
-            from handoff_worker.celery_app import create_celery
-
-            sink = CelerySink(create_celery(self.settings))
-        ledger = Ledger(self.redis)
-        return Resync(
-            self.gateway,
-            self.rules,
-            sink,
-            done=LedgerDoneCheck(ledger),
-            waiting=WaitingForReason(ledger, self.gateway, self.rules),
-        )
-
-
-def build_wiring(settings: Settings) -> Wiring:
-    """Redis, the gateway (sharing the account's rate budget), the rules and the engine."""
-    from handoff_worker.hubspot.gateway import build_gateway
-    from handoff_worker.nurture_config import RulesStore
-
-    client = redis_client(settings)
-    gateway = build_gateway(settings, client)
-    store = RulesStore(settings.handoff_config)
-    engine = HandoffEngine(gateway, client, store.current_with_version, dry_run=settings.dry_run)
-    return Wiring(settings, client, gateway, store.current(), engine)
 
 
 class InlineSink:

@@ -109,10 +109,10 @@ def test_redis_errors_are_retried_a_bounded_number_of_times(
     listener = ClosingListener()
     broken = redis.Redis(port=listener.port, retry=Retry(NoBackoff(), 0), socket_timeout=2)
     settings = settings_for()
-    engine = HandoffEngine(
-        build_gateway(settings, redis_conn), broken, RulesStore(settings.handoff_config).current_with_version
-    )
-    tasks.install_wiring(tasks.Wiring(settings, broken, engine))
+    gateway = build_gateway(settings, redis_conn)
+    store = RulesStore(settings.handoff_config)
+    engine = HandoffEngine(gateway, broken, store.current_with_version)
+    tasks.install_wiring(tasks.Wiring(settings, broken, gateway, store, engine))
     try:
         result = tasks.handoff_deal.apply(kwargs={"deal_id": "2001"}, throw=False)
     finally:

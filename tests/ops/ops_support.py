@@ -10,11 +10,11 @@ from typing import Any
 import redis
 
 from handoff_worker.domain.nurture import NurtureRules
-from handoff_worker.handoff.commands import Wiring, build_wiring
 from handoff_worker.hubspot.gateway import SdkGateway, build_gateway
 from handoff_worker.nurture_config import load_rules
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
+from handoff_worker.wiring import Wiring, build_wiring
 
 # Our own rules file: its workflow and list ids are the sandbox default seed's.
 NURTURE_YAML = Path(__file__).with_name("nurture-ops.yaml")
