@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 8
 BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_CAP_SECONDS = 1200.0
+# While the broker (our Redis) is down, how long a task waits to hand its retry over, and how often
+# it tries.
+BROKER_OUTAGE_WAIT_SECONDS = 120.0
+BROKER_OUTAGE_POLL_SECONDS = 2.0
 # Another worker holds the record: come back soon; this does not count against MAX_RETRIES.
 LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
 
@@ -70,6 +76,25 @@ def retry_countdown(exc: TransientHubSpotError, retries: int) -> float:
     return min(exc.retry_after or backoff_seconds(retries), BACKOFF_CAP_SECONDS)
 
 
+def _retry(task: Task, exc: Exception, countdown: float) -> NoReturn:
+    """Schedule the retry, never losing the message on the way.
+
+    The broker is the same Redis as our state: when it is down, Celery cannot publish the retry and
+    would drop the message it holds (`Reject(requeue=False)`). So wait for the broker (bounded),
+    and past that hand the message back (`requeue=True`): if even that fails, the broker still has
+    it as unacknowledged and redelivers it after the visibility timeout.
+    """
+    deadline = time.monotonic() + BROKER_OUTAGE_WAIT_SECONDS
+    while True:
+        try:
+            raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+        except Reject as refused:
+            if time.monotonic() >= deadline:
+                raise Reject(refused.reason, requeue=True) from exc
+            log.warning("the broker cannot take the retry yet (%s); waiting for it", refused.reason)
+            time.sleep(BROKER_OUTAGE_POLL_SECONDS)
+
+
 def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str, *, permanent: bool) -> None:
     record_failure(
         wiring().redis,
@@ -95,7 +120,10 @@ def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[st
         report = run(object_id, trigger)
     except LockBusyError:
         # A new message rather than a retry: waiting for a colleague is not a failure.
-        task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS)
+        try:
+            task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS)
+        except Exception as exc:  # the broker refused the message: keep the one we hold
+            raise Reject(exc, requeue=True) from exc
         return {"outcome": "requeued_lock_busy"}
     except PermanentHubSpotError as exc:
         # Retrying will not help (403, 400...); kept for `replay` once the cause is fixed.
@@ -109,14 +137,12 @@ def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[st
                 "handoff of %s %s failed %d times; kept in the dead letter", kind, object_id, MAX_RETRIES + 1
             )
             return {"outcome": "dead_letter"}
-        countdown = retry_countdown(exc, task.request.retries)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+        _retry(task, exc, retry_countdown(exc, task.request.retries))
     except redis.RedisError as exc:
         # Redis restarting or failing over: worth the same bounded retries. Past them the task
         # fails (the dead letter lives in Redis too) and the resync sweep finds the record again.
         log.warning("handoff of %s %s: Redis error %s; retrying", kind, object_id, type(exc).__name__)
-        countdown = backoff_seconds(task.request.retries)
-        raise task.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from exc
+        _retry(task, exc, backoff_seconds(task.request.retries))
     return {"outcome": report.outcome, "api_calls": report.api_calls}
 
 
