@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -759,12 +759,22 @@ def _property_nurture(
 # ---------------------------------------------------------------------------------------------
 
 
+class LastGoodText(Protocol):
+    """Somewhere shared to keep the text of the last valid file, so a process that starts while
+    the file is broken still has the last good rules (the wiring keeps it in Redis)."""
+
+    def load(self) -> str | None: ...
+
+    def save(self, text: str) -> None: ...
+
+
 class RulesStore:
     """The rules in force, re-read from the file at most every `check_every_seconds`.
 
     A valid change replaces the rules whole; an invalid change is logged (each problem once per
     bad version of the file) and the last good rules stay in force, so no handoff ever runs on a
-    half-edited file. An invalid file at start-up raises `NurtureConfigError`.
+    half-edited file. At start-up an invalid file raises `NurtureConfigError`, unless `last_good`
+    holds the text of an earlier valid file: then that runs, with the file's problems logged.
     """
 
     def __init__(
@@ -774,17 +784,42 @@ class RulesStore:
         check_every_seconds: float = 30.0,
         named_by: str = "HANDOFF_CONFIG",
         clock: Callable[[], float] = time.monotonic,
+        last_good: LastGoodText | None = None,
     ) -> None:
         self.path = Path(path)
         self.check_every_seconds = check_every_seconds
         self._named_by = named_by
         self._clock = clock
         self._lock = threading.Lock()
-        text = read_config_text(self.path, named_by=named_by)
-        # One tuple, swapped in one assignment, so readers never see rules and version disagree.
-        self._state: tuple[NurtureRules, str] = (parse_rules(text, str(self.path)), content_version(text))
+        self._last_good = last_good
         self._last_rejected_version: str | None = None
+        # One tuple, swapped in one assignment, so readers never see rules and version disagree.
+        self._state: tuple[NurtureRules, str] = self._first_rules()
         self._next_check = clock() + check_every_seconds
+
+    def _first_rules(self) -> tuple[NurtureRules, str]:
+        try:
+            text = read_config_text(self.path, named_by=self._named_by)
+            rules = parse_rules(text, str(self.path))
+        except NurtureConfigError as exc:
+            saved = self._last_good.load() if self._last_good is not None else None
+            if saved is None:
+                raise
+            version = content_version(saved)
+            log.error(
+                "%s is invalid; running on the last good rules (version %s) until it is fixed",
+                self.path,
+                version,
+            )
+            for problem in exc.problems:
+                log.error("nurture config problem: %s", problem)
+            return parse_rules(saved, f"{self.path} (last good version {version})"), version
+        self._remember(text)
+        return rules, content_version(text)
+
+    def _remember(self, text: str) -> None:
+        if self._last_good is not None:
+            self._last_good.save(text)
 
     @property
     def version(self) -> str:
@@ -829,6 +864,7 @@ class RulesStore:
             return False
         self._state = (rules, version)
         self._last_rejected_version = None
+        self._remember(text)
         log.info("nurture rules reloaded from %s (version %s)", self.path, version)
         return True
 

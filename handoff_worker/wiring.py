@@ -7,7 +7,9 @@ the same way.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -18,6 +20,32 @@ from handoff_worker.handoff.resync import HandoffSink, LedgerDoneCheck, Resync, 
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.nurture_config import RulesStore
 from handoff_worker.settings import Settings
+from handoff_worker.state import KEY_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+class RedisLastGood:
+    """Keeps the text of the last valid nurture file in Redis, so a process that starts while the
+    file is broken runs on the last good rules instead of failing every handoff."""
+
+    def __init__(self, client: redis.Redis, config_path: Path | str) -> None:
+        self.client = client
+        self.key = f"{KEY_PREFIX}rules:last-good:{config_path}"
+
+    def load(self) -> str | None:
+        try:
+            text = self.client.get(self.key)
+        except redis.RedisError as exc:
+            log.warning("could not read the last good nurture rules from Redis: %s", exc)
+            return None
+        return None if text is None else str(text)
+
+    def save(self, text: str) -> None:
+        try:
+            self.client.set(self.key, text)
+        except redis.RedisError as exc:
+            log.warning("could not keep the nurture rules in Redis as the last good ones: %s", exc)
 
 
 @dataclass
@@ -64,6 +92,6 @@ def build_wiring(settings: Settings, client: redis.Redis | None = None) -> Wirin
 
     client = client if client is not None else redis_client(settings)
     gateway = build_gateway(settings, client)
-    store = RulesStore(settings.handoff_config)
+    store = RulesStore(settings.handoff_config, last_good=RedisLastGood(client, settings.handoff_config))
     engine = HandoffEngine(gateway, client, store.current_with_version, dry_run=settings.dry_run)
     return Wiring(settings, client, gateway, store, engine)

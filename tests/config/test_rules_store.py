@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 
 from handoff_worker.errors import NurtureConfigError
 from handoff_worker.nurture_config import RulesStore, content_version
+from handoff_worker.wiring import RedisLastGood
 
 GOOD = "version: 1\nreasons:\n  Pricing:\n    nurture:\n      - workflow: {workflow}\n"
 BAD = "version: 1\nreasons:\n  Pricing:\n    nurture:\n      - workflow: not-a-number\n"
@@ -143,3 +145,22 @@ def test_concurrent_readers_only_ever_see_whole_versions(config_file: Path) -> N
         reader.join()
     assert errors == []
     assert seen <= allowed
+
+
+def test_a_process_starting_on_a_broken_file_runs_on_the_last_good_rules_kept_in_redis(
+    config_file: Path, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept = RedisLastGood(redis_conn, config_file)
+    first = RulesStore(config_file, last_good=kept, check_every_seconds=0)  # a process, file good
+    config_file.write_text(GOOD.format(workflow=2))
+    assert workflow_of(first) == "2"  # a good edit is kept too
+
+    config_file.write_text(BAD)  # then someone saves a broken file, and a new process starts
+    with caplog.at_level(logging.ERROR):
+        restarted = RulesStore(config_file, last_good=RedisLastGood(redis_conn, config_file))
+
+    assert workflow_of(restarted) == "2"
+    assert restarted.version == content_version(GOOD.format(workflow=2))
+    assert "'not-a-number' is not a workflow id" in caplog.text
+    with pytest.raises(NurtureConfigError):
+        RulesStore(config_file)  # without anything kept, a broken file still stops start-up
