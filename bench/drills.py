@@ -233,7 +233,8 @@ def drill_hubspot_faults(workdir: Path, options: DrillOptions) -> DrillResult:
         reps.join()
         fault = time.monotonic() - began
         verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
-        injected = sum(1 for r in stack.hub.control.requests("/crm") if r["status"] in {429, 502, 503})
+        api = [r for r in stack.hub.control.requests("/") if not r["path"].startswith("/_sandbox")]
+        injected = sum(1 for r in api if r["status"] in {429, 502, 503})
         return DrillResult(
             "hubspot-429-5xx-down",
             f"30% 429 + 10% 5xx {options.fault_seconds:g} s, then unreachable {options.fault_seconds:g} s",
@@ -242,7 +243,7 @@ def drill_hubspot_faults(workdir: Path, options: DrillOptions) -> DrillResult:
             verdict,
             recovered,
             [] if stack.all_alive() else ["a web or worker main process died"],
-            [f"{injected} injected 429/5xx answers on /crm"],
+            [f"{injected} of {len(api)} API calls answered 429/502/503"],
         )
     finally:
         stack.stop()
@@ -351,6 +352,14 @@ def drill_broken_rules(workdir: Path, options: DrillOptions) -> DrillResult:
         half = len(stream.deals) // 2
         for deal in stream.deals[:half]:
             lose(stack.hub.control, deal)
+        # Break the file only once the worker has run on the good rules (its pool processes read
+        # the file on their first task).
+        wait_until(
+            lambda: check(stack.hub.control, stream, stream.deals[:half]).ok,
+            timeout=options.converge_timeout,
+            what="the first half handed off on the good rules",
+            every=1.0,
+        )
         began = time.monotonic()
         rules.write_text(rules.read_text() + BROKEN_YAML_TAIL)
         # The worker re-reads the file every 30 s: keep losing deals across a whole check interval.
