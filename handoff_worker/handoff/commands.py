@@ -114,6 +114,7 @@ def _print_summary(summary: ResyncSummary, *, as_json: bool) -> None:
         ("waiting for a reason", summary.waiting_for_reason),
         ("  reason now set, re-run", summary.waiting_requeued),
         ("  escalated", summary.escalated),
+        ("  deleted in HubSpot, dropped", summary.waiting_cleared),
         ("failed", summary.failed),
     ]
     for label, value in rows:
