@@ -200,9 +200,15 @@ class SandboxControl:
 
     # reading what happened
     def objects(self, object_type: str, ids: list[str] | None = None) -> list[dict[str, Any]]:
-        params = {"ids": ",".join(ids)} if ids else {}
-        result: list[dict[str, Any]] = self._call("GET", f"/objects/{object_type}", **params)["results"]
-        return result
+        if not ids:
+            everything: list[dict[str, Any]] = self._call("GET", f"/objects/{object_type}")["results"]
+            return everything
+        # In chunks: thousands of ids in one query string pass the server's URI limit (414).
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ",".join(ids[start : start + 500])
+            found += self._call("GET", f"/objects/{object_type}", ids=chunk)["results"]
+        return found
 
     def object(self, object_type: str, object_id: str) -> dict[str, Any]:
         found = self.objects(object_type, [object_id])
