@@ -19,7 +19,8 @@ from handoff_worker.celery_app import (
     TASK_RESYNC_SWEEP,
     app,
 )
-from handoff_worker.settings import get_settings
+from handoff_worker.handoff.resync import ResyncRequest, SweepBusyError, run_locked, scheduled_window
+from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +47,14 @@ class CelerySink:
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)
 def resync_sweep() -> dict[str, object]:
     """One scheduled sweep from the watermark. Busy (another sweep holds the lock): nothing done."""
-    from handoff_worker.handoff.resync import (
-        ResyncRequest,
-        SweepBusyError,
-        run_locked,
-        scheduled_window,
-    )
-    from handoff_worker.wiring import build_wiring
-
-    settings = get_settings()
-    wiring = build_wiring(settings)
+    wiring = process_wiring()
     since, until = scheduled_window(
-        wiring.redis, now=datetime.now(UTC), lookback_minutes=settings.resync_lookback_minutes
+        wiring.redis, now=datetime.now(UTC), lookback_minutes=wiring.settings.resync_lookback_minutes
     )
     try:
         summary = run_locked(
             wiring.redis,
-            wiring.resync(inline=False),
+            wiring.resync(CelerySink(app)),
             ResyncRequest(since=since, until=until),
             advance_watermark=True,
         )

@@ -1,5 +1,6 @@
-"""The `handoff-worker` command. Subcommands live beside the code they drive and are imported only
-when used, so `--help` stays fast and one broken area cannot take the others down."""
+"""The `handoff-worker` command. Subcommands live in `commands/` (the demo's and the sandbox's beside
+their code) and are imported only when used, so `--help` stays fast and one broken area cannot take
+the others down."""
 
 from __future__ import annotations
 
@@ -21,27 +22,27 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run the HubSpot sandbox: a local stand-in for HubSpot's API and webhooks.",
     ),
     "config": (
-        "handoff_worker.config_commands",
+        "handoff_worker.commands.config",
         "config_group",
         "Check the nurture YAML, locally or against HubSpot; create marker properties.",
     ),
     "resync": (
-        "handoff_worker.handoff.commands",
+        "handoff_worker.commands.ops",
         "resync_command",
         "Find lost deals and unqualified leads that webhooks missed, and hand them off.",
     ),
     "failures": (
-        "handoff_worker.handoff.commands",
+        "handoff_worker.commands.ops",
         "failures_command",
         "List handoffs that failed and wait in the dead-letter record.",
     ),
     "replay": (
-        "handoff_worker.handoff.commands",
+        "handoff_worker.commands.ops",
         "replay_command",
         "Run failed handoffs again; keeps going past a failure and prints a tally.",
     ),
     "report": (
-        "handoff_worker.handoff.commands",
+        "handoff_worker.commands.ops",
         "report_command",
         "Per reason: deals lost, contacts recycled, skipped, enrolled, and come back to sales.",
     ),

@@ -107,7 +107,6 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
     import fakeredis
     from werkzeug.serving import make_server
 
-    from handoff_worker import tasks
     from handoff_worker.celery_app import HANDOFF_QUEUE
     from handoff_worker.celery_app import app as celery_app
     from handoff_worker.handoff.audit import recent_audits
@@ -115,7 +114,7 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
     from handoff_worker.nurture_config import RulesStore
     from handoff_worker.sandbox.testing import SandboxServer
     from handoff_worker.settings import Settings
-    from handoff_worker.wiring import build_wiring
+    from handoff_worker.wiring import build_wiring, install_wiring
 
     client_secret = secrets.token_hex(16)
     access_token = "demo-" + secrets.token_hex(8)
@@ -144,8 +143,8 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
         )
         wired = build_wiring(settings, fake_redis)
         gateway = wired.gateway
-        tasks.install_wiring(wired)
-        stack.callback(tasks.install_wiring, None)
+        install_wiring(wired)
+        stack.callback(install_wiring, None)
 
         celery_app.conf.update(broker_url="memory://", broker_transport_options={})
         worker = celery_app.Worker(

@@ -1,7 +1,7 @@
 """Thin Celery tasks: wire settings, Redis, the gateway and the rules to the handoff engine.
 
 Only ids and small dicts cross the queue. Each worker process builds its wiring once, lazily, on
-its first task (after the fork, so no connection is shared between processes).
+its first task (`wiring.process_wiring`, after the fork, so no connection is shared between processes).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import logging
 import random
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, NoReturn
 
 import redis
@@ -22,8 +21,7 @@ from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.handoff.engine import CONTACT, DEAL
 from handoff_worker.handoff.lock import LockBusyError
-from handoff_worker.settings import Settings
-from handoff_worker.wiring import Wiring, build_wiring
+from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +37,6 @@ BROKER_OUTAGE_WAIT_SECONDS = 120.0
 BROKER_OUTAGE_POLL_SECONDS = 2.0
 # Another worker holds the record: come back soon; this does not count against MAX_RETRIES.
 LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
-
-
-_installed: Wiring | None = None
-
-
-def install_wiring(wired: Wiring | None) -> None:
-    """Use this wiring instead of building one from the environment (the in-process demo)."""
-    global _installed
-    _installed = wired
-
-
-def wiring() -> Wiring:
-    return _installed or _wiring_from_env()
-
-
-def reset_wiring() -> None:
-    """Forget the wiring built so far: the next task builds it again from the environment."""
-    install_wiring(None)
-    _wiring_from_env.cache_clear()
-
-
-@lru_cache(maxsize=1)
-def _wiring_from_env() -> Wiring:
-    return build_wiring(Settings.from_env(require=("HUBSPOT_ACCESS_TOKEN",)))
 
 
 def backoff_seconds(retries: int) -> float:
@@ -97,7 +71,7 @@ def _retry(task: Task, exc: Exception, countdown: float) -> NoReturn:
 
 def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str, *, permanent: bool) -> None:
     record_failure(
-        wiring().redis,
+        process_wiring().redis,
         kind,
         object_id,
         error=error,
@@ -111,7 +85,7 @@ def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str
 def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[str, Any]:
     from handoff_worker.pending import release_pending
 
-    wired = wiring()
+    wired = process_wiring()
     engine = wired.engine
     try:
         # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
@@ -160,5 +134,5 @@ def handoff_contact(self: Task, contact_id: str, trigger: str = "") -> dict[str,
 def forget_record(
     self: Task, object_type: str, object_id: str, merged_into: str | None = None, event: str = ""
 ) -> None:
-    wiring().engine.forget(object_type, str(object_id), str(merged_into) if merged_into else None)
+    process_wiring().engine.forget(object_type, str(object_id), str(merged_into) if merged_into else None)
     log.info("forgot %s %s (%s, merged into %s)", object_type, object_id, event, merged_into)

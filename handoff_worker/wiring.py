@@ -1,14 +1,16 @@
-"""Where the pieces meet: settings -> Redis, the gateway, the nurture rules and the engine.
+"""The composition root: settings -> Redis, the gateway, the nurture rules and the engine.
 
-The Celery tasks, the ops commands, the scheduled sweep and the demo all build them here, so every
+The Celery tasks, the scheduled sweep, the ops commands and the demo all get them here, so every
 process shares the account's rate budget (the gateway's limiter in Redis) and reads the same rules
-the same way.
+the same way. Nothing below this module imports it: what only an entry point knows (where a sweep
+sends the records it finds) is passed in.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import redis
@@ -61,18 +63,8 @@ class Wiring:
         """The rules in force now (a saved change is picked up within the store's interval)."""
         return self.rules_store.current()
 
-    def resync(self, *, inline: bool) -> Resync:
-        """A sweep that runs handoffs here (`inline`) or queues them for the workers."""
-        sink: HandoffSink
-        if inline:
-            from handoff_worker.handoff.commands import InlineSink
-
-            sink = InlineSink(self.engine)
-        else:
-            from handoff_worker.beat import CelerySink
-            from handoff_worker.celery_app import create_celery
-
-            sink = CelerySink(create_celery(self.settings))
+    def resync(self, sink: HandoffSink) -> Resync:
+        """A sweep that gives each record it finds to `sink`: run here, or queued for the workers."""
         ledger = Ledger(self.redis)
         rules = self.rules
         return Resync(
@@ -95,3 +87,30 @@ def build_wiring(settings: Settings, client: redis.Redis | None = None) -> Wirin
     store = RulesStore(settings.handoff_config, last_good=RedisLastGood(client, settings.handoff_config))
     engine = HandoffEngine(gateway, client, store.current_with_version, dry_run=settings.dry_run)
     return Wiring(settings, client, gateway, store, engine)
+
+
+# The process's own wiring: each worker process (tasks and the scheduled sweep alike) builds it
+# once, lazily, on its first use, after the fork, so no connection is shared between processes.
+_installed: Wiring | None = None
+
+
+def install_wiring(wired: Wiring | None) -> None:
+    """Use this wiring instead of building one from the environment (the in-process demo)."""
+    global _installed
+    _installed = wired
+
+
+def process_wiring() -> Wiring:
+    """The wiring of this process: the installed one, else one built once from the environment."""
+    return _installed or _wiring_from_env()
+
+
+def reset_wiring() -> None:
+    """Forget the wiring built so far: the next use builds it again from the environment."""
+    install_wiring(None)
+    _wiring_from_env.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _wiring_from_env() -> Wiring:
+    return build_wiring(Settings.from_env(require=("HUBSPOT_ACCESS_TOKEN",)))

@@ -19,8 +19,12 @@ from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
+import redis
+
 from handoff_worker.domain.models import ObjectType
 from handoff_worker.domain.rules import LIFECYCLE_ORDER, LIFECYCLE_PROPERTY
+from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
+from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 # A recycled contact whose lifecycle stage moved past `lead` has come back. Stages outside HubSpot's
@@ -324,3 +328,21 @@ def render_html(report: Report) -> str:
 
 
 RENDERERS = {"table": render_table, "csv": render_csv, "json": render_json, "html": render_html}
+
+
+def closed_loop_report(
+    client: redis.Redis, gateway: HubSpotGateway, *, since: datetime, until: datetime
+) -> Report:
+    """Audit records (what was done) plus HubSpot's current state (who came back)."""
+    outcomes = outcomes_from_audits(recent_audits(client, AUDIT_CAP), since=since)
+    recycled: dict[str, datetime] = {}
+    for outcome in outcomes:
+        for contact_id, at in outcome.recycled.items():
+            recycled[contact_id] = min(at, recycled.get(contact_id, at))
+    back = contacts_back_in_sales(gateway, recycled)
+    waiting = [
+        WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
+        for w in Ledger(client).list_waiting()
+        if w.kind == "deal"
+    ]
+    return build_report(outcomes, waiting, back, since=since, until=until)

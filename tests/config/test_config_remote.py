@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from handoff_worker.cli import main
-from handoff_worker.config_commands import remote_problems
+from handoff_worker.commands.config import remote_problems
 from handoff_worker.domain.models import ObjectType
 from handoff_worker.errors import NotFoundError
 from handoff_worker.hubspot.gateway import SdkGateway, build_gateway

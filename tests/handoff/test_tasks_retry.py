@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from handoff_worker import tasks
+from handoff_worker import tasks, wiring
 from handoff_worker.celery_app import VISIBILITY_TIMEOUT_SECONDS
 from handoff_worker.errors import TransientHubSpotError
 from handoff_worker.handoff.deadletter import get_failure
@@ -31,9 +31,9 @@ def wired(settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", settings.hubspot_access_token)
     monkeypatch.setenv("HANDOFF_CONFIG", str(settings.handoff_config))
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    tasks.reset_wiring()
+    wiring.reset_wiring()
     yield
-    tasks.reset_wiring()
+    wiring.reset_wiring()
 
 
 def test_transient_failures_are_retried_then_kept_in_the_dead_letter(
@@ -112,11 +112,11 @@ def test_redis_errors_are_retried_a_bounded_number_of_times(
     gateway = build_gateway(settings, redis_conn)
     store = RulesStore(settings.handoff_config)
     engine = HandoffEngine(gateway, broken, store.current_with_version)
-    tasks.install_wiring(tasks.Wiring(settings, broken, gateway, store, engine))
+    wiring.install_wiring(wiring.Wiring(settings, broken, gateway, store, engine))
     try:
         result = tasks.handoff_deal.apply(kwargs={"deal_id": "2001"}, throw=False)
     finally:
-        tasks.reset_wiring()
+        wiring.reset_wiring()
         listener.server.close()
     assert isinstance(result.result, redis.RedisError)
     # One connection per run: the first run and MAX_RETRIES retries, then the task gives up.

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from ops_support import OpsEnv, seed_lost_deal
 
-from handoff_worker.handoff.commands import failures_command, replay_command
+from handoff_worker.commands.ops import failures_command, replay_command
 from handoff_worker.handoff.deadletter import list_failures
 
 

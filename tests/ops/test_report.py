@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from ops_support import OpsEnv, seed_lost_deal
 
-from handoff_worker.handoff.commands import closed_loop_report, report_command
-from handoff_worker.handoff.report import RENDERERS, build_report
+from handoff_worker.commands.ops import report_command
+from handoff_worker.handoff.report import RENDERERS, build_report, closed_loop_report
 
 
 @pytest.fixture

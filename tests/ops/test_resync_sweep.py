@@ -13,8 +13,9 @@ from ops_support import CollectingSink, OpsEnv, recent_window, seed_lost_deal
 
 from handoff_worker.beat import CelerySink
 from handoff_worker.celery_app import HANDOFF_QUEUE, TASK_HANDOFF_DEAL, create_celery
+from handoff_worker.commands.ops import resync_command
 from handoff_worker.handoff.audit import recent_audits
-from handoff_worker.handoff.commands import InlineSink, resync_command
+from handoff_worker.handoff.inline import InlineSink
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.resync import (
     LOCK_KEY,
@@ -43,7 +44,7 @@ def test_deal_missed_by_webhooks_is_handed_off_by_the_next_sweep(ops: OpsEnv) ->
     seed_lost_deal(ops, "8101", "Competitor", {"8201": "salesqualifiedlead", "8202": "opportunity"})
     wiring = ops.wiring()
 
-    first = run_locked(ops.redis, wiring.resync(inline=True), _request())
+    first = run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request())
 
     assert (first.deals_found, first.queued, first.failed) == (1, 1, 0), first.errors
     assert _lifecycle(ops, "8201") == "lead"
@@ -51,7 +52,7 @@ def test_deal_missed_by_webhooks_is_handed_off_by_the_next_sweep(ops: OpsEnv) ->
     assert sorted(ops.server.control.enrollments()["5101"]["contactIds"]) == ["8201", "8202"]
 
     ops.server.control.clear_requests()
-    second = run_locked(ops.redis, wiring.resync(inline=True), _request())
+    second = run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request())
 
     assert (second.deals_found, second.already_done, second.queued) == (1, 1, 0)
     writes = [r for r in ops.server.control.requests() if "/search" not in r["path"] and r["method"] != "GET"]
@@ -90,11 +91,12 @@ def test_two_concurrent_sweeps_do_the_work_once(ops: OpsEnv) -> None:
 
     # A second beat (or a manual run without --wait) finds the lock taken and does nothing.
     with pytest.raises(SweepBusyError, match="another resync is running"):
-        run_locked(ops.redis, wiring.resync(inline=True), _request())
+        run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request())
     # A manual run with --wait queues behind it and finds the work done.
     waiting = threading.Thread(
         target=lambda: results.setdefault(
-            "waited", run_locked(ops.redis, wiring.resync(inline=True), _request(), wait_seconds=30)
+            "waited",
+            run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request(), wait_seconds=30),
         )
     )
     waiting.start()
@@ -169,7 +171,7 @@ def test_waiting_deal_is_rerun_once_its_reason_is_set_and_escalated_once_when_ov
     seed_lost_deal(ops, "8141", None, {"8241": "salesqualifiedlead"})
     seed_lost_deal(ops, "8142", None, {"8242": "salesqualifiedlead"})
     wiring = ops.wiring()
-    first = run_locked(ops.redis, wiring.resync(inline=True), _request())
+    first = run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request())
     assert first.queued == 2
     assert {w.object_id for w in Ledger(ops.redis).list_waiting()} == {"8141", "8142"}
 
@@ -262,7 +264,8 @@ def test_unqualified_lead_missed_by_webhooks_is_caught_by_the_contact_sweep(ops:
         }
     )
 
-    summary = run_locked(ops.redis, ops.wiring().resync(inline=True), _request())
+    wiring = ops.wiring()
+    summary = run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), _request())
 
     assert summary.failed == 0, summary.errors
     assert _lifecycle(ops, "8301") == "lead"

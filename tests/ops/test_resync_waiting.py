@@ -9,7 +9,7 @@ import pytest
 from ops_support import OpsEnv, recent_window, seed_lost_deal
 
 from handoff_worker.domain.models import NewTask
-from handoff_worker.handoff.commands import InlineSink
+from handoff_worker.handoff.inline import InlineSink
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.resync import (
     Resync,
@@ -29,7 +29,8 @@ def _park_without_reason(ops: OpsEnv, *deal_ids: str) -> None:
     """Lost deals without a reason, handed off once: the engine parks them as waiting."""
     for number, deal_id in enumerate(deal_ids):
         seed_lost_deal(ops, deal_id, None, {f"9{deal_id}{number}": "salesqualifiedlead"})
-    summary = run_locked(ops.redis, ops.wiring().resync(inline=True), ResyncRequest(*recent_window()))
+    wiring = ops.wiring()
+    summary = run_locked(ops.redis, wiring.resync(InlineSink(wiring.engine)), ResyncRequest(*recent_window()))
     assert summary.failed == 0, summary.errors
     assert {w.object_id for w in Ledger(ops.redis).list_waiting()} >= set(deal_ids)
 

@@ -1,7 +1,7 @@
 """Ops commands: `resync`, `failures`, `replay`, `report`. Registered lazily by `handoff_worker.cli`.
 
-It reads settings, gets the pieces from `handoff_worker.wiring`, and hands them to the use cases in
-`resync`, `report` and the engine's dead-letter record.
+Each reads settings, gets the pieces from `handoff_worker.wiring`, and hands them to the use cases
+in `handoff/`: the resync sweep, the inline runs and replay, the closed-loop report.
 """
 
 from __future__ import annotations
@@ -9,27 +9,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import redis
 
 from handoff_worker.errors import HandoffError
-from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
-from handoff_worker.handoff.deadletter import FailedHandoff, list_failures
-from handoff_worker.handoff.engine import HandoffEngine, HandoffReport
-from handoff_worker.handoff.ledger import Ledger
-from handoff_worker.handoff.report import (
-    RENDERERS,
-    Report,
-    WaitingDeal,
-    build_report,
-    contacts_back_in_sales,
-    outcomes_from_audits,
-)
+from handoff_worker.handoff.deadletter import list_failures
+from handoff_worker.handoff.inline import InlineSink, replay_failures
+from handoff_worker.handoff.report import RENDERERS, closed_loop_report
 from handoff_worker.handoff.resync import (
+    HandoffSink,
     ResyncRequest,
     ResyncSummary,
     SweepBusyError,
@@ -37,33 +28,12 @@ from handoff_worker.handoff.resync import (
     run_locked,
     scheduled_window,
 )
-from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client
-from handoff_worker.wiring import build_wiring
+from handoff_worker.wiring import Wiring, build_wiring
 
 EXIT_FAILED = 1
 EXIT_BUSY = 3
-# Engine outcomes that mean the handoff did not complete (kept in the dead-letter record).
-FAILED_OUTCOMES = frozenset({"partial_failure", "error"})
-
-
-class InlineSink:
-    """Runs each handoff in this process through the engine, as a worker would."""
-
-    def __init__(self, engine: HandoffEngine) -> None:
-        self.engine = engine
-
-    def deal(self, deal_id: str) -> None:
-        self._check(self.engine.handoff_deal(deal_id, "resync"))
-
-    def contact(self, contact_id: str) -> None:
-        self._check(self.engine.handoff_contact(contact_id, "resync"))
-
-    @staticmethod
-    def _check(report: HandoffReport) -> None:
-        if report.outcome in FAILED_OUTCOMES:
-            raise HandoffError("; ".join(report.errors) or report.outcome)
 
 
 def _settings() -> Settings:
@@ -170,7 +140,7 @@ def resync_command(
         try:
             summary = run_locked(
                 wiring.redis,
-                wiring.resync(inline=inline),
+                wiring.resync(_sink(wiring, inline=inline)),
                 request,
                 wait_seconds=wait_seconds,
                 advance_watermark=since is None and until_text is None and not deal_ids,
@@ -186,6 +156,16 @@ def resync_command(
     _print_summary(summary, as_json=as_json)
     if not summary.ok:
         sys.exit(EXIT_FAILED)
+
+
+def _sink(wiring: Wiring, *, inline: bool) -> HandoffSink:
+    """Where the sweep's records go: handed off here, or queued for the workers like a webhook's."""
+    if inline:
+        return InlineSink(wiring.engine)
+    from handoff_worker.beat import CelerySink
+    from handoff_worker.celery_app import create_celery
+
+    return CelerySink(create_celery(wiring.settings))
 
 
 # --------------------------------------------------------------------------- failures and replay
@@ -214,35 +194,6 @@ def failures_command(as_json: bool) -> None:
 
 def _utc(stamp: str) -> str:
     return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-@dataclass
-class ReplayTally:
-    replayed: int = 0
-    handed_off: int = 0
-    other: dict[str, int] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
-
-
-def replay_failures(engine: HandoffEngine, failures: list[FailedHandoff]) -> ReplayTally:
-    """Run each failed handoff again through the engine, going on past a failure. The engine
-    removes a dead letter when its handoff completes."""
-    tally = ReplayTally()
-    for failure in failures:
-        tally.replayed += 1
-        run = engine.handoff_deal if failure.kind == "deal" else engine.handoff_contact
-        try:
-            report = run(failure.object_id, "replay")
-        except (HandoffError, redis.RedisError) as exc:
-            tally.failed.append(f"{failure.key}: {exc}")
-            continue
-        if report.outcome in FAILED_OUTCOMES:
-            tally.failed.append(f"{failure.key}: {'; '.join(report.errors) or report.outcome}")
-        elif report.outcome == "handed_off":
-            tally.handed_off += 1
-        else:
-            tally.other[report.outcome] = tally.other.get(report.outcome, 0) + 1
-    return tally
 
 
 @click.command("replay")
@@ -311,21 +262,3 @@ def report_command(since: str, output_format: str, output: str | None) -> None:
         click.echo(f"report written to {output}", err=True)
     else:
         click.echo(text, nl=False)
-
-
-def closed_loop_report(
-    client: redis.Redis, gateway: HubSpotGateway, *, since: datetime, until: datetime
-) -> Report:
-    """Audit records (what was done) plus HubSpot's current state (who came back)."""
-    outcomes = outcomes_from_audits(recent_audits(client, AUDIT_CAP), since=since)
-    recycled: dict[str, datetime] = {}
-    for outcome in outcomes:
-        for contact_id, at in outcome.recycled.items():
-            recycled[contact_id] = min(at, recycled.get(contact_id, at))
-    back = contacts_back_in_sales(gateway, recycled)
-    waiting = [
-        WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
-        for w in Ledger(client).list_waiting()
-        if w.kind == "deal"
-    ]
-    return build_report(outcomes, waiting, back, since=since, until=until)
