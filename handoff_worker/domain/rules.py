@@ -198,8 +198,9 @@ def lifecycle_writes(current_stage: str | None, target: str | None) -> Lifecycle
 # --------------------------------------------------------------------------- owner tasks
 
 
-def owner_task_due(now: datetime, sla_hours: float) -> datetime:
-    return now + timedelta(hours=sla_hours)
+def owner_task_due(waiting_since: datetime, sla_hours: float) -> datetime:
+    """When a missing reason is due, and with it every task that asks for it."""
+    return waiting_since + timedelta(hours=sla_hours)
 
 
 def needs_escalation(
@@ -237,10 +238,8 @@ class ContactSkip:
 @dataclass(frozen=True)
 class HandoffPlan:
     reason: ReasonRule
-    target_stage: str | None
     actions: tuple[ContactAction, ...]
     skipped: tuple[ContactSkip, ...]
-    nurtures: tuple[Nurture, ...]
 
 
 def batched_nurtures(reason: ReasonRule) -> tuple[Nurture, ...]:
@@ -287,7 +286,7 @@ def build_plan(
         skips = tuple(
             ContactSkip(c.id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}") for c in contacts
         )
-        return HandoffPlan(reason, None, (), skips, ())
+        return HandoffPlan(reason, (), skips)
     nurtures = batched_nurtures(reason) if reason.recycle else ()
     actions: list[ContactAction] = []
     skipped: list[ContactSkip] = []
@@ -309,9 +308,7 @@ def build_plan(
             skipped.append(ContactSkip(contact.id, verdict.skip_reason, verdict.detail))
             continue
         actions.append(_fresh_action(contact, reason, rules, target, nurtures, deal_id, now))
-    return HandoffPlan(
-        reason, target, tuple(actions), tuple(skipped), reason.nurtures if reason.recycle else ()
-    )
+    return HandoffPlan(reason, tuple(actions), tuple(skipped))
 
 
 def _resumed_action(contact: CrmObject, nurtures: tuple[Nurture, ...]) -> ContactAction:

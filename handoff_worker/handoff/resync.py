@@ -27,12 +27,13 @@ from typing import Protocol
 
 import redis
 
-from handoff_worker.domain.models import CrmObject, NewTask, ObjectType, Pipeline, SearchFilter
+from handoff_worker.domain.models import CrmObject, ObjectType, Pipeline, SearchFilter
 from handoff_worker.domain.nurture import DealRules, NurtureRules
 from handoff_worker.domain.rules import lost_stage_ids
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.ledger import Ledger, Waiting
 from handoff_worker.handoff.lock import RenewedLock
+from handoff_worker.handoff.owner_tasks import ReasonReminders, is_overdue
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.state import KEY_PREFIX
 
@@ -513,8 +514,8 @@ class WaitingForReason:
     """Revisits the engine's "waiting for a reason" records.
 
     A record whose reason is now set is handed off again (the engine decides what that means). One
-    still without a reason after the YAML's `owner_tasks.sla_hours` is escalated once: the record
-    is marked escalated, then a task goes to `owner_tasks.escalation_owner_id`. A record HubSpot no
+    still without a reason after the YAML's `owner_tasks.sla_hours` is escalated once (the one
+    escalation, owner_tasks.py) to `owner_tasks.escalation_owner_id`. A record HubSpot no
     longer has (deleted) is dropped from the waiting set. A record that fails is counted and the
     others go on. Only one sweep runs at a time (the lock), so two never escalate together.
     """
@@ -531,6 +532,7 @@ class WaitingForReason:
         self.gateway = gateway
         self.rules = rules
         self.clock = clock
+        self.reminders = ReasonReminders(gateway, ledger)
 
     def revisit(self, summary: ResyncSummary, *, dry_run: bool, sink: HandoffSink) -> None:
         waiting = self.ledger.list_waiting()
@@ -547,7 +549,7 @@ class WaitingForReason:
             reasons = {r.id: (r.get(reason_property) or "").strip() for r in records}
             for record in of_kind:
                 try:
-                    self._revisit_one(summary, record, object_type, reasons, dry_run=dry_run, sink=sink)
+                    self._revisit_one(summary, record, reasons, dry_run=dry_run, sink=sink)
                 except Exception as exc:
                     # One record's failure is counted and the rest go on; a failed sweep leaves the
                     # watermark, so the next sweep comes back to this record.
@@ -559,7 +561,6 @@ class WaitingForReason:
         self,
         summary: ResyncSummary,
         record: Waiting,
-        object_type: ObjectType,
         reasons: dict[str, str],
         *,
         dry_run: bool,
@@ -575,47 +576,10 @@ class WaitingForReason:
             summary.waiting_requeued += 1
             if not dry_run:
                 (sink.deal if record.kind == "deal" else sink.contact)(record.object_id)
-        elif self._overdue(record):
+        elif is_overdue(record, self.rules.owner_tasks, self.clock()):
             if not dry_run:
-                self._escalate(record, object_type)
+                self.reminders.escalate(record, self.rules)
             summary.escalated += 1
-
-    def _overdue(self, record: Waiting) -> bool:
-        tasks = self.rules.owner_tasks
-        if record.escalated or not tasks.escalation_owner_id:
-            return False
-        since = datetime.fromisoformat(record.since)
-        return self.clock() - since >= timedelta(hours=tasks.sla_hours)
-
-    def _escalate(self, record: Waiting, object_type: ObjectType) -> None:
-        """Mark first, then create the task: a crash between the two loses one reminder, where the
-        other order would create a second task on the next sweep. A task creation that fails
-        (rather than a process that dies) puts the mark back, so the next sweep tries again."""
-        tasks = self.rules.owner_tasks
-        name = record.name or f"{object_type.value[:-1]} {record.object_id}"
-        self.ledger.mark_escalated(record)
-        try:
-            self.gateway.create_task(
-                NewTask(
-                    subject=tasks.escalation_subject.format(deal_name=name),
-                    body=(
-                        f"No lost reason on {name} since {record.since}; the nurture waits for it. "
-                        f"Set {self._reason_property(object_type)} and the next resync hands it off."
-                    ),
-                    owner_id=tasks.escalation_owner_id,
-                    due_at=self.clock(),
-                    deal_id=record.object_id if object_type is ObjectType.DEAL else None,
-                    contact_id=record.object_id if object_type is ObjectType.CONTACT else None,
-                )
-            )
-        except Exception:
-            self.ledger.set_waiting(record)  # the record as it was: not escalated
-            raise
-
-    def _reason_property(self, object_type: ObjectType) -> str:
-        if object_type is ObjectType.DEAL:
-            return self.rules.deals.reason_property
-        return self.rules.leads.reason_property
 
 
 def run_locked(

@@ -364,7 +364,7 @@ def test_plan_for_reason_that_only_sets_a_stage_writes_no_markers_or_nurtures() 
     plan = plan_for(NEVER, [contact("c1"), contact("c2", "customer")])
     (action,) = plan.actions
     assert action.set_properties == {"lifecyclestage": "other"}
-    assert action.nurtures == () and plan.nurtures == ()
+    assert action.nurtures == ()
     assert [s.reason for s in plan.skipped] == [SkipReason.CUSTOMER]
 
 

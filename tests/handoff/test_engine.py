@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import redis
 
-from handoff_worker.errors import TransientHubSpotError
+from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure, list_failures, remove_failure
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.lock import LockBusyError, RecordLock
+from handoff_worker.handoff.resync import ResyncSummary, WaitingForReason
 from handoff_worker.pending import is_pending, mark_pending
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
@@ -380,6 +381,38 @@ def test_forget_moves_state_on_merge_and_drops_it_on_delete(hub: Any, engine: Ha
     assert ledger.get_waiting("deal", "2999") is None and ledger.current_loss("deal", "2999") is None
 
 
+class _Requeued:
+    """Where the waiting revisit sends records whose reason is now set."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def deal(self, deal_id: str) -> None:
+        self.ids.append(deal_id)
+
+    def contact(self, contact_id: str) -> None:
+        self.ids.append(contact_id)
+
+
+def escalate_overdue(engine: HandoffEngine, *, hours_later: float) -> int:
+    """The resync sweep's waiting revisit, run `hours_later` than now: how many it escalated."""
+    later = datetime.now(UTC) + timedelta(hours=hours_later)
+    revisit = WaitingForReason(engine.ledger, engine.gateway, engine.rules_source()[0], clock=lambda: later)
+    summary = ResyncSummary()
+    revisit.revisit(summary, dry_run=False, sink=_Requeued())
+    assert summary.failed == 0, summary.errors
+    return summary.escalated
+
+
+def due_ms(task: dict[str, Any]) -> int:
+    raw = str(task["properties"]["hs_timestamp"])
+    return (
+        int(raw)
+        if raw.isdigit()
+        else int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+    )
+
+
 def test_overdue_wait_is_escalated_once(
     hub: Any, engine_for: Callable[..., HandoffEngine], rules_path: Any, redis_conn: redis.Redis
 ) -> None:
@@ -389,15 +422,62 @@ def test_overdue_wait_is_escalated_once(
     engine = engine_for()
     hub.control.lose_deal("2001", None)
     engine.handoff_deal("2001")
-    assert engine.escalate_overdue() == []  # within the SLA
-    later = engine_for()
-    later.clock = lambda: datetime.now(UTC) + timedelta(hours=25)
-    assert later.escalate_overdue() == ["deal:2001"]
-    assert later.escalate_overdue() == []
+    assert escalate_overdue(engine, hours_later=0) == 0  # within the SLA
+    assert escalate_overdue(engine, hours_later=25) == 1
+    assert escalate_overdue(engine, hours_later=25) == 0
     subjects = sorted(
         hub.control.object("tasks", t)["properties"]["hs_task_subject"] for t in tasks_for_deal(hub, "2001")
     )
     assert subjects == ["Add a lost reason to Acme expansion", "Lost reason still missing on Acme expansion"]
+
+
+def test_owner_task_and_escalation_share_one_subject_syntax_and_one_due_date(
+    hub: Any, engine_for: Callable[..., HandoffEngine], rules_path: Any
+) -> None:
+    # The config validator tells marketers `{{` and `}}` give a literal brace.
+    rules_path.write_text(
+        rules_path.read_text().replace(
+            '  subject: "Add a lost reason to {deal_name}"\n',
+            '  subject: "{{Sales}} add a lost reason to {deal_name}"\n'
+            "  escalate_to_owner: 7002\n"
+            '  escalation_subject: "{{Escalated}} {deal_name}: reason still missing"\n',
+        )
+    )
+    engine = engine_for()
+    hub.control.lose_deal("2001", None)
+    engine.handoff_deal("2001")
+    assert escalate_overdue(engine, hours_later=25) == 1
+
+    waiting = engine.ledger.get_waiting("deal", "2001")
+    assert waiting is not None
+    reason_due = datetime.fromisoformat(waiting.since) + timedelta(hours=24)
+    tasks = {
+        task["properties"]["hs_task_subject"]: due_ms(task)
+        for task in (hub.control.object("tasks", t) for t in tasks_for_deal(hub, "2001"))
+    }
+    assert tasks == {
+        "{Sales} add a lost reason to Acme expansion": int(reason_due.timestamp() * 1000),
+        "{Escalated} Acme expansion: reason still missing": int(reason_due.timestamp() * 1000),
+    }
+
+
+def test_refused_owner_task_is_created_by_the_rerun_with_the_first_deadline(
+    hub: Any, engine: HandoffEngine
+) -> None:
+    hub.control.lose_deal("2001", None)
+    hub.control.fail_next(1, 400, path_prefix="/crm/v3/objects/tasks", method="POST")
+    with pytest.raises(PermanentHubSpotError):
+        engine.handoff_deal("2001")
+    assert tasks_for_deal(hub, "2001") == []
+    waiting = engine.ledger.get_waiting("deal", "2001")
+    assert waiting is not None
+
+    report = engine.handoff_deal("2001")  # HubSpot refused it, so it surely does not exist yet
+
+    (task_id,) = tasks_for_deal(hub, "2001")
+    assert report.owner_task == task_id
+    reason_due = datetime.fromisoformat(waiting.since) + timedelta(hours=24)
+    assert due_ms(hub.control.object("tasks", task_id)) == int(reason_due.timestamp() * 1000)
 
 
 def test_stage_added_after_the_cache_was_filled_forces_one_refresh(hub: Any, engine: HandoffEngine) -> None:

@@ -1,0 +1,245 @@
+"""The read phase: what HubSpot and the ledger say now, gathered before anything is decided.
+
+Always the current state, never the event's. First the record itself (`FactReader.sight`): gone,
+in a stage no pipeline lists, not lost, or lost. For a lost record with a known reason, then
+everything the plan is decided on (`FactReader.gather`), in one frozen `HandoffFacts`: the loss,
+the reason, the contacts, their other deals, the pipelines' stages and the steps already done.
+
+Reads are batched: a deal's contacts in one call, all their other deals in one association read
+and one deal read, however many contacts there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from handoff_worker.domain.models import CrmObject, ObjectType
+from handoff_worker.domain.nurture import NurtureRules, ReasonRule
+from handoff_worker.domain.rules import (
+    EMAIL_PROPERTY,
+    LIFECYCLE_PROPERTY,
+    DealStatus,
+    StageCatalog,
+    batched_nurtures,
+    is_unqualified,
+)
+from handoff_worker.errors import NotFoundError
+from handoff_worker.handoff.ledger import DONE, LIFECYCLE_STEP, Loss, step_field
+from handoff_worker.handoff.stages import PipelineCache
+from handoff_worker.hubspot.protocol import HubSpotGateway
+
+DEAL = "deal"
+CONTACT = "contact"
+DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "hubspot_owner_id", "closedate")
+OTHER_DEAL_PROPERTIES = ("dealstage", "pipeline")
+CONTACT_PROPERTIES = (EMAIL_PROPERTY, LIFECYCLE_PROPERTY, "firstname", "lastname", "hubspot_owner_id")
+
+
+# ----------------------------------------------------------------------------- the record itself
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """Deleted in HubSpot (or never there)."""
+
+
+@dataclass(frozen=True)
+class UnknownStage:
+    """Even freshly read pipelines do not list the deal's stage: nothing can be decided."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class NotLost:
+    outcome: str  # deal_open, deal_won, not_unqualified
+
+
+@dataclass(frozen=True)
+class LostRecord:
+    """A deal or lead seen lost: what its loss, its reason and its owner's task are made of."""
+
+    kind: str
+    record: CrmObject
+    fingerprint: str  # tells one closing from the next (a deal's closedate); see ledger.py
+    raw_reason: str | None
+    name: str  # shown in the owner's task subject
+    owner_id: str | None
+    stages: StageCatalog | None = None  # a deal's: the catalog its status was decided on
+
+
+Sighting = NotFound | UnknownStage | NotLost | LostRecord
+
+
+# ----------------------------------------------------------------------------- everything else
+
+
+@dataclass(frozen=True)
+class HandoffFacts:
+    """Everything the plan for one loss is decided on, read once."""
+
+    loss: Loss
+    reason: ReasonRule
+    deal_id: str | None  # the lost deal (None for an unqualified lead)
+    contacts: tuple[CrmObject, ...]
+    other_deals: Mapping[str, Sequence[CrmObject]]  # contact id -> its other deals
+    stages: StageCatalog
+    steps: Mapping[str, str]  # what the ledger says this loss has done
+
+    @property
+    def nurture_keys(self) -> list[str]:
+        return [n.key for n in batched_nurtures(self.reason)] if self.reason.recycle else []
+
+    @property
+    def lifecycle_done(self) -> frozenset[str]:
+        return frozenset(
+            c.id for c in self.contacts if self.steps.get(step_field(c.id, LIFECYCLE_STEP)) == DONE
+        )
+
+    @property
+    def fully_done(self) -> frozenset[str]:
+        keys = self.nurture_keys
+        return frozenset(
+            cid
+            for cid in self.lifecycle_done
+            if all(self.steps.get(step_field(cid, key)) == DONE for key in keys)
+        )
+
+
+_Gathered = tuple[str | None, Sequence[CrmObject], dict[str, list[CrmObject]], StageCatalog]
+
+
+class FactReader:
+    def __init__(self, gateway: HubSpotGateway, pipelines: PipelineCache) -> None:
+        self.gateway = gateway
+        self.pipelines = pipelines
+        self._sight: dict[str, Callable[[str, NurtureRules], Sighting]] = {
+            DEAL: self._sight_deal,
+            CONTACT: self._sight_lead,
+        }
+        self._gather: dict[str, Callable[[LostRecord, ReasonRule, NurtureRules], _Gathered]] = {
+            DEAL: self._gather_for_deal,
+            CONTACT: self._gather_for_lead,
+        }
+
+    def sight(self, kind: str, object_id: str, rules: NurtureRules) -> Sighting:
+        return self._sight[kind](object_id, rules)
+
+    def gather(
+        self,
+        lost: LostRecord,
+        loss: Loss,
+        reason: ReasonRule,
+        rules: NurtureRules,
+        steps: Mapping[str, str],
+    ) -> HandoffFacts:
+        deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, reason, rules)
+        return HandoffFacts(loss, reason, deal_id, tuple(contacts), other_deals, stages, steps)
+
+    # ----------------------------------------------------------------- deals
+
+    def _sight_deal(self, deal_id: str, rules: NurtureRules) -> Sighting:
+        reason_property = rules.deals.reason_property
+        try:
+            deal = self.gateway.get_deal(deal_id, [*DEAL_PROPERTIES, reason_property])
+        except NotFoundError:
+            return NotFound()
+        stages, status = self._deal_status(deal, rules)
+        if status is DealStatus.UNKNOWN:
+            return UnknownStage(
+                f"deal {deal.id} is in stage {deal.get('dealstage')!r} of pipeline "
+                f"{deal.get('pipeline')!r}, which HubSpot's pipelines API does not list; check the "
+                "pipeline settings, then replay"
+            )
+        if status is not DealStatus.LOST:
+            return NotLost(f"deal_{status.value}")
+        return LostRecord(
+            DEAL,
+            deal,
+            fingerprint=deal.get("closedate") or "",
+            raw_reason=deal.get(reason_property),
+            name=deal.get("dealname") or f"deal {deal.id}",
+            owner_id=deal.get("hubspot_owner_id"),
+            stages=stages,
+        )
+
+    def _deal_status(self, deal: CrmObject, rules: NurtureRules) -> tuple[StageCatalog, DealStatus]:
+        stages = self.pipelines.catalog(rules.deals)
+        status = stages.status(deal.get("pipeline"), deal.get("dealstage"))
+        if status is DealStatus.UNKNOWN:
+            # A stage added since the cache was filled: read the pipelines again, once.
+            stages = self.pipelines.catalog(rules.deals, refresh=True)
+            status = stages.status(deal.get("pipeline"), deal.get("dealstage"))
+        return stages, status
+
+    def _gather_for_deal(self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules) -> _Gathered:
+        deal = lost.record
+        contact_ids = self.gateway.associated_ids(ObjectType.DEAL, deal.id, ObjectType.CONTACT)
+        contacts = (
+            self.gateway.batch_read(ObjectType.CONTACT, contact_ids, CONTACT_PROPERTIES)
+            if contact_ids
+            else []
+        )
+        other_deals = self._other_deals(contacts, reason, exclude=deal.id)
+        assert lost.stages is not None
+        return deal.id, contacts, other_deals, self._stages_for(lost.stages, other_deals, rules)
+
+    def _other_deals(
+        self, contacts: Sequence[CrmObject], reason: ReasonRule, *, exclude: str
+    ) -> dict[str, list[CrmObject]]:
+        """Each contact's other deals: ONE batch association read and ONE batch deal read."""
+        if not contacts or (not reason.recycle and reason.lifecycle_stage is None):
+            return {}
+        by_contact = self.gateway.batch_associated_ids(
+            ObjectType.CONTACT, [c.id for c in contacts], ObjectType.DEAL
+        )
+        wanted = sorted({d for ids in by_contact.values() for d in ids} - {exclude})
+        deals = self.gateway.batch_read(ObjectType.DEAL, wanted, OTHER_DEAL_PROPERTIES) if wanted else []
+        by_id = {d.id: d for d in deals}
+        return {cid: [by_id[d] for d in ids if d in by_id] for cid, ids in by_contact.items()}
+
+    # ----------------------------------------------------------------- unqualified leads
+
+    def _sight_lead(self, contact_id: str, rules: NurtureRules) -> Sighting:
+        leads = rules.leads
+        try:
+            contact = self.gateway.get_contact(
+                contact_id, [*CONTACT_PROPERTIES, leads.status_property, leads.reason_property]
+            )
+        except NotFoundError:
+            return NotFound()
+        if not is_unqualified(contact.properties, leads):
+            return NotLost("not_unqualified")
+        return LostRecord(
+            CONTACT,
+            contact,
+            fingerprint="",
+            raw_reason=contact.get(leads.reason_property),
+            name=_person_name(contact),
+            owner_id=contact.get("hubspot_owner_id"),
+        )
+
+    def _gather_for_lead(self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules) -> _Gathered:
+        contact = lost.record
+        deal_ids = self.gateway.associated_ids(ObjectType.CONTACT, contact.id, ObjectType.DEAL)
+        deals = self.gateway.batch_read(ObjectType.DEAL, deal_ids, OTHER_DEAL_PROPERTIES) if deal_ids else []
+        other_deals = {contact.id: deals}
+        stages = self._stages_for(self.pipelines.catalog(rules.deals), other_deals, rules)
+        return None, [contact], other_deals, stages
+
+    # ----------------------------------------------------------------- shared
+
+    def _stages_for(
+        self, stages: StageCatalog, other_deals: dict[str, list[CrmObject]], rules: NurtureRules
+    ) -> StageCatalog:
+        """The catalog again, re-read (unless just read) when another deal sits in a stage it lacks."""
+        deals = (d for ds in other_deals.values() for d in ds)
+        if any(stages.status(d.get("pipeline"), d.get("dealstage")) is DealStatus.UNKNOWN for d in deals):
+            return self.pipelines.catalog(rules.deals, refresh=True, eager=False)
+        return stages
+
+
+def _person_name(contact: CrmObject) -> str:
+    name = " ".join(p for p in (contact.get("firstname"), contact.get("lastname")) if p)
+    return name or contact.get(EMAIL_PROPERTY) or f"contact {contact.id}"
