@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import redis
 
@@ -20,34 +19,10 @@ from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.resync import HandoffSink, LedgerDoneCheck, Resync, WaitingForReason
 from handoff_worker.hubspot.protocol import HubSpotGateway
-from handoff_worker.nurture_config import RulesStore
+from handoff_worker.nurture_config.store import RedisLastGood, RulesStore
 from handoff_worker.settings import Settings
-from handoff_worker.state import KEY_PREFIX
 
 log = logging.getLogger(__name__)
-
-
-class RedisLastGood:
-    """Keeps the text of the last valid nurture file in Redis, so a process that starts while the
-    file is broken runs on the last good rules instead of failing every handoff."""
-
-    def __init__(self, client: redis.Redis, config_path: Path | str) -> None:
-        self.client = client
-        self.key = f"{KEY_PREFIX}rules:last-good:{config_path}"
-
-    def load(self) -> str | None:
-        try:
-            text = self.client.get(self.key)
-        except redis.RedisError as exc:
-            log.warning("could not read the last good nurture rules from Redis: %s", exc)
-            return None
-        return None if text is None else str(text)
-
-    def save(self, text: str) -> None:
-        try:
-            self.client.set(self.key, text)
-        except redis.RedisError as exc:
-            log.warning("could not keep the nurture rules in Redis as the last good ones: %s", exc)
 
 
 @dataclass

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from handoff_worker.intake.app import create_app
 from handoff_worker.intake.logs import configure_json_logging
-from handoff_worker.nurture_config import RulesStore
+from handoff_worker.nurture_config.store import RedisLastGood, RulesStore
 from handoff_worker.settings import get_settings
 from handoff_worker.state import redis_client
-from handoff_worker.wiring import RedisLastGood
 
 settings = get_settings()
 configure_json_logging(settings.log_level)

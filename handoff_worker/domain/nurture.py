@@ -1,4 +1,4 @@
-"""The marketers' rules once validated: what `nurture_config.load()` returns and the engine reads.
+"""The marketers' rules once validated: what `nurture_config.load_rules()` returns and the engine reads.
 
 Frozen and pure. The YAML file's shape is in `config/nurture.yaml` and its JSON Schema.
 """

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from handoff_worker.errors import NurtureConfigError
-from handoff_worker.nurture_config import RulesStore, content_version
-from handoff_worker.wiring import RedisLastGood
+from handoff_worker.nurture_config import content_version
+from handoff_worker.nurture_config.store import RedisLastGood, RulesStore
 
 GOOD = "version: 1\nreasons:\n  Pricing:\n    nurture:\n      - workflow: {workflow}\n"
 BAD = "version: 1\nreasons:\n  Pricing:\n    nurture:\n      - workflow: not-a-number\n"

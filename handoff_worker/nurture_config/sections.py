@@ -1,0 +1,319 @@
+"""What each key of the nurture YAML means: one table per section (see `table`)."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import fields as dataclass_fields
+from typing import Any
+
+from handoff_worker.domain.nurture import (
+    DealRules,
+    LeadRules,
+    MarkerProperties,
+    Nurture,
+    NurtureMethod,
+    OwnerTasks,
+    ReasonRule,
+    RecyclingRules,
+)
+from handoff_worker.nurture_config.table import Context, Key, Reader, Section, model, read_section
+from handoff_worker.nurture_config.values import (
+    Fields,
+    as_section,
+    items,
+    key_line,
+    lifecycle_stage,
+    numeric_id,
+    property_name,
+    text,
+    yes_no,
+)
+from handoff_worker.nurture_config.yaml_reader import Problems, Where, kind
+
+# Placeholders the owner-task subjects may use; the engine fills them in.
+TASK_SUBJECT_PLACEHOLDERS = frozenset({"deal_name"})
+NURTURE_METHOD_KEYS = ("workflow", "list", "property")
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers for the tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _text(example: str) -> Reader:
+    return lambda value, where, _context, problems: text(value, where, problems, example)
+
+
+def _property(example: str) -> Reader:
+    return lambda value, where, _context, problems: property_name(value, where, problems, example)
+
+
+def _yes_no(value: object, where: Where, _context: Context, problems: Problems) -> bool | None:
+    return yes_no(value, where, problems)
+
+
+def _stage(value: object, where: Where, context: Context, problems: Problems) -> str | None:
+    return lifecycle_stage(value, where, context.stages, problems)
+
+
+def _stages(value: object, where: Where, context: Context, problems: Problems) -> frozenset[str]:
+    return frozenset(
+        stage
+        for item, item_where in items(value, where, problems, "[customer, evangelist]")
+        if (stage := lifecycle_stage(item, item_where, context.stages, problems))
+    )
+
+
+def _hours(value: object, where: Where, _context: Context, problems: Problems) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    problems.add(where, f"{kind(value)} is not a number of hours; write e.g. sla_hours: 24")
+    return None
+
+
+def _owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+    if value is None:  # left empty: no escalation
+        return None
+    return numeric_id(
+        value,
+        where,
+        problems,
+        "HubSpot owner",
+        "write the owner's numeric id (Settings > Users & Teams), e.g. escalate_to_owner: 12345678",
+    )
+
+
+def _task_subject(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+    subject = text(value, where, problems, '"Add a lost reason to {deal_name}"')
+    if subject is None:
+        return None
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(subject) if name is not None}
+    except ValueError:
+        used = {"<unbalanced { or }>"}
+    unknown = used - TASK_SUBJECT_PLACEHOLDERS
+    if unknown:
+        allowed = ", ".join("{" + p + "}" for p in sorted(TASK_SUBJECT_PLACEHOLDERS))
+        problems.add(
+            where,
+            f"{subject!r} uses {', '.join(sorted(unknown))}; the only placeholder allowed is {allowed} "
+            "(write {{ or }} for a literal brace)",
+        )
+        return None
+    return subject
+
+
+def _stage_ids_by_pipeline(
+    value: object, where: Where, _context: Context, problems: Problems
+) -> dict[str, frozenset[str]]:
+    example = "{default: [closedlost, '12345678']}  (pipeline id: [stage ids])"
+    section = as_section(value, where, problems, example)
+    if section is None:
+        return {}
+    result: dict[str, frozenset[str]] = {}
+    for pipeline in section:
+        pipeline_where = where.key(str(pipeline), key_line(section, pipeline))
+        ids = {
+            stage_id
+            for item, item_where in items(section[pipeline], pipeline_where, problems, example)
+            if (stage_id := text(item, item_where, problems, "closedlost"))
+        }
+        result[str(pipeline)] = frozenset(ids)
+    return result
+
+
+def _object_id(what: str, hint: str) -> Reader:
+    def read(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+        if value is None:
+            problems.add(where, f"the {what} id is missing; write e.g. {what}: 12345")
+            return None
+        return numeric_id(value, where, problems, what, hint)
+
+    return read
+
+
+def _nested(section: Section) -> Reader:
+    return lambda value, where, context, problems: read_section(section, value, where, context, problems)
+
+
+def _nurtures(value: object, where: Where, context: Context, problems: Problems) -> tuple[Nurture, ...]:
+    return tuple(
+        nurture
+        for item, item_where in items(value, where, problems, "\n  - workflow: 12345")
+        if (nurture := read_section(NURTURE, item, item_where, context, problems)) is not None
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _deal_rules(values: dict[str, Any], _context: Context) -> DealRules:
+    stages = values.pop("stages", {})
+    return DealRules(**values, **stages)
+
+
+STAGES = Section(
+    keys=(
+        Key("extra_lost", _stage_ids_by_pipeline, "extra_lost_stage_ids"),
+        Key("excluded", _stage_ids_by_pipeline, "excluded_stage_ids"),
+    ),
+    build=lambda values, _context: values,
+    example="stages:\n    extra_lost: {default: [closedlost]}",
+)
+DEALS = Section(
+    keys=(Key("reason_property", _property("closed_lost_reason")), Key("stages", _nested(STAGES))),
+    build=_deal_rules,
+    example="deals:\n  reason_property: ...",
+)
+LEADS = Section(
+    keys=(
+        Key("enabled", _yes_no),
+        Key("status_property", _property("hs_lead_status")),
+        Key("unqualified_value", _text("UNQUALIFIED")),
+        Key("reason_property", _property("handoff_unqualified_reason")),
+    ),
+    build=model(LeadRules),
+    example="leads:\n  enabled: ...",
+)
+MARKERS = Section(
+    # Each marker's default name is the example of what to write.
+    keys=tuple(
+        Key(marker.name, _property(getattr(MarkerProperties(), marker.name)))
+        for marker in dataclass_fields(MarkerProperties)
+    ),
+    build=model(MarkerProperties),
+    example="markers:\n  recycled_at: ...",
+)
+OWNER_TASKS = Section(
+    keys=(
+        Key("sla_hours", _hours),
+        Key("subject", _task_subject),
+        Key("escalate_to_owner", _owner, "escalation_owner_id"),
+        Key("escalation_subject", _task_subject),
+    ),
+    build=model(OwnerTasks),
+    example="owner_tasks:\n  sla_hours: ...",
+)
+RECYCLING = Section(
+    keys=(
+        Key("lifecycle_stage", _stage, "default_lifecycle_stage"),
+        Key("skip_contacts_with_open_deals", _yes_no),
+        Key("protect_customers", _yes_no),
+        Key("customer_lifecycle_stages", _stages),
+    ),
+    build=model(RecyclingRules),
+    example="recycling:\n  lifecycle_stage: ...",
+)
+# The sections of settings, each filling the NurtureRules field of its name.
+SETTINGS_SECTIONS = {
+    "deals": DEALS,
+    "leads": LEADS,
+    "markers": MARKERS,
+    "owner_tasks": OWNER_TASKS,
+    "recycling": RECYCLING,
+}
+
+
+def _property_pair(values: dict[str, Any], _context: Context) -> tuple[str, str]:
+    return values["name"], values["value"]
+
+
+PROPERTY_NURTURE = Section(
+    keys=(Key("name", _property("nurture_track")), Key("value", _text("pricing"))),
+    build=_property_pair,
+    example="property: {name: nurture_track, value: pricing}",
+    required=("name", "value"),
+)
+
+
+def _one_method(fields: Fields, where: Where, _context: Context, problems: Problems) -> bool:
+    methods = [method for method in NURTURE_METHOD_KEYS if method in fields]
+    if len(methods) == 1:
+        return True
+    chosen = f"has {' and '.join(methods)}" if methods else "names no method"
+    problems.add(
+        where,
+        f"this nurture {chosen}; give exactly one of workflow: <id>, list: <id> or "
+        "property: {name: ..., value: ...} per entry (start another '- ' line for a second one)",
+    )
+    return False
+
+
+def _nurture(values: dict[str, Any], context: Context) -> Nurture | None:
+    name: str | None = values.get("name")
+    if "workflow" in values:
+        target = values["workflow"]
+        return Nurture(
+            NurtureMethod.WORKFLOW, name or f"{context.reason} (workflow {target})", workflow_id=target
+        )
+    if "list" in values:
+        target = values["list"]
+        return Nurture(NurtureMethod.LIST, name or f"{context.reason} (list {target})", list_id=target)
+    if "property" in values:
+        watched, value = values["property"]
+        return Nurture(
+            NurtureMethod.PROPERTY,
+            name or f"{context.reason} ({watched}={value})",
+            property_name=watched,
+            property_value=value,
+        )
+    return None  # the method's value was wrong, and that is reported
+
+
+NURTURE = Section(
+    keys=(
+        Key(
+            "workflow",
+            _object_id("workflow", "write the numeric id from the workflow's URL, e.g. workflow: 12345"),
+        ),
+        Key(
+            "list",
+            _object_id("list", "write the numeric id from the list's URL (ILS list id), e.g. list: 678"),
+        ),
+        Key("property", _nested(PROPERTY_NURTURE)),
+        Key("name", _text('"Pricing nurture"')),
+    ),
+    build=_nurture,
+    example="- workflow: 12345",
+    check=_one_method,
+)
+
+
+def _nurtured_only_if_recycled(fields: Fields, _where: Where, context: Context, problems: Problems) -> bool:
+    # Only a written `false` turns recycling off: an unreadable value is reported once, and
+    # treating it as true avoids follow-on complaints about the nurtures.
+    if "recycle" in fields and fields["recycle"][0] is False and "nurture" in fields:
+        nurtures, where = fields["nurture"]
+        if nurtures:
+            problems.add(
+                where,
+                f"'{context.reason}' has recycle: false, so its contacts are never nurtured; remove "
+                "the nurture list or set recycle: true",
+            )
+    return True
+
+
+def _reason_rule(values: dict[str, Any], context: Context) -> ReasonRule:
+    recycle = values.get("recycle", True)
+    return ReasonRule(
+        label=context.reason,
+        value=values.get("value", context.reason),
+        recycle=recycle,
+        lifecycle_stage=values.get("lifecycle_stage", context.default_stage if recycle else None),
+        nurtures=values.get("nurture", ()),
+    )
+
+
+REASON = Section(
+    keys=(
+        Key("value", _text("pricing")),
+        Key("recycle", _yes_no),
+        Key("lifecycle_stage", _stage),
+        Key("nurture", _nurtures),
+    ),
+    build=_reason_rule,
+    example="Pricing:\n    nurture:\n      - workflow: 12345",
+    check=_nurtured_only_if_recycled,
+)
