@@ -198,6 +198,7 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
 def _settle(sandbox: Any, fake_redis: Any, *, quiet_seconds: float = 4.0, timeout: float = 90.0) -> None:
     """Wait until every webhook is delivered, nothing is queued, and no handoff has finished for
     `quiet_seconds` (longer than the worker's 3 s wait before retrying a record another run holds)."""
+    from handoff_worker.domain.models import RecordKind
     from handoff_worker.handoff.audit import recent_audits
     from handoff_worker.pending import pending_key
 
@@ -206,9 +207,7 @@ def _settle(sandbox: Any, fake_redis: Any, *, quiet_seconds: float = 4.0, timeou
     while time.monotonic() < deadline:
         sandbox.control.wait_for_webhooks(timeout=max(1.0, deadline - time.monotonic()))
         count = len(recent_audits(fake_redis, 10_000))
-        pending = any(
-            next(fake_redis.scan_iter(pending_key(kind, "*")), None) for kind in ("deal", "contact")
-        )
+        pending = any(next(fake_redis.scan_iter(pending_key(kind, "*")), None) for kind in RecordKind)
         if pending or count != last_count:
             last_count, quiet_since = count, time.monotonic()
         elif time.monotonic() - quiet_since >= quiet_seconds:

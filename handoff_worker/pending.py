@@ -9,7 +9,7 @@ A task so quick that it releases before the intake has written the mark would le
 behind. To close that window, the task can pass its Celery task id: release then leaves a short
 tombstone and a late `mark_pending` for that same task id is skipped.
 
-Kinds are "deal" and "contact" (`PENDING_KINDS`). Marks expire after an hour, so a lost task never
+Kinds are `RecordKind` values, "deal" and "contact". Marks expire after an hour, so a lost task never
 blocks a record for long.
 """
 
@@ -19,10 +19,11 @@ from collections.abc import Iterable, Sequence
 
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.state import KEY_PREFIX
 
 PENDING_TTL_SECONDS = 3600
-PENDING_KINDS = frozenset({"deal", "contact"})
+PENDING_KINDS = frozenset(RecordKind)
 
 # Set the mark unless the task it names has already started (its tombstone exists).
 _MARK_SCRIPT = """
@@ -51,7 +52,7 @@ RedisLike = redis.Redis | redis.client.Pipeline
 
 def pending_key(kind: str, object_id: str) -> str:
     if kind not in PENDING_KINDS:
-        raise ValueError(f"pending kind {kind!r} is not one of {sorted(PENDING_KINDS)}")
+        raise ValueError(f"pending kind {kind!r} is not one of {sorted(k.value for k in PENDING_KINDS)}")
     return f"{KEY_PREFIX}pending:{kind}:{object_id}"
 
 

@@ -17,9 +17,9 @@ from celery import Task
 from celery.exceptions import Reject
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
-from handoff_worker.handoff.engine import CONTACT, DEAL
 from handoff_worker.handoff.lock import LockBusyError
 from handoff_worker.wiring import process_wiring
 
@@ -69,7 +69,9 @@ def _retry(task: Task, exc: Exception, countdown: float) -> NoReturn:
             time.sleep(BROKER_OUTAGE_POLL_SECONDS)
 
 
-def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str, *, permanent: bool) -> None:
+def _dead_letter(
+    task: Task, kind: RecordKind, object_id: str, trigger: str, error: str, *, permanent: bool
+) -> None:
     record_failure(
         process_wiring().redis,
         kind,
@@ -82,7 +84,7 @@ def _dead_letter(task: Task, kind: str, object_id: str, trigger: str, error: str
     )
 
 
-def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[str, Any]:
+def _run_handoff(task: Task, kind: RecordKind, object_id: str, trigger: str) -> dict[str, Any]:
     from handoff_worker.pending import release_pending
 
     wired = process_wiring()
@@ -90,8 +92,7 @@ def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[st
     try:
         # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
         release_pending(wired.redis, kind, object_id, task_id=task.request.id)
-        run = engine.handoff_deal if kind == DEAL else engine.handoff_contact
-        report = run(object_id, trigger)
+        run = engine.handoff(kind, object_id, trigger)
     except LockBusyError:
         # A new message rather than a retry: waiting for a colleague is not a failure.
         try:
@@ -117,17 +118,17 @@ def _run_handoff(task: Task, kind: str, object_id: str, trigger: str) -> dict[st
         # fails (the dead letter lives in Redis too) and the resync sweep finds the record again.
         log.warning("handoff of %s %s: Redis error %s; retrying", kind, object_id, type(exc).__name__)
         _retry(task, exc, backoff_seconds(task.request.retries))
-    return {"outcome": report.outcome, "api_calls": report.api_calls}
+    return {"outcome": run.outcome, "api_calls": run.api_calls}
 
 
 @app.task(name=TASK_HANDOFF_DEAL, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def handoff_deal(self: Task, deal_id: str, trigger: str = "") -> dict[str, Any]:
-    return _run_handoff(self, DEAL, str(deal_id), trigger)
+    return _run_handoff(self, RecordKind.DEAL, str(deal_id), trigger)
 
 
 @app.task(name=TASK_HANDOFF_CONTACT, bind=True, acks_late=True, ignore_result=True, max_retries=MAX_RETRIES)
 def handoff_contact(self: Task, contact_id: str, trigger: str = "") -> dict[str, Any]:
-    return _run_handoff(self, CONTACT, str(contact_id), trigger)
+    return _run_handoff(self, RecordKind.CONTACT, str(contact_id), trigger)
 
 
 @app.task(name=TASK_FORGET_RECORD, bind=True, acks_late=True, ignore_result=True)

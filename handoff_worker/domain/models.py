@@ -16,6 +16,39 @@ class ObjectType(StrEnum):
         return {"contacts": "0-1", "deals": "0-3"}[self.value]
 
 
+class RecordKind(StrEnum):
+    """What one handoff is about: a lost deal, or a contact disqualified as a lead.
+
+    The values are part of Redis keys and stored records (ledger, pending marks, locks, dead
+    letters, audit), so they never change.
+    """
+
+    DEAL = "deal"
+    CONTACT = "contact"
+
+    @property
+    def object_type(self) -> ObjectType:
+        return _OBJECT_TYPES[self]
+
+    @classmethod
+    def named(cls, name: str) -> RecordKind:
+        """A kind from its name, singular or as HubSpot's object type (`deals`, `contacts`)."""
+        try:
+            return _KINDS_BY_NAME[name]
+        except KeyError:
+            raise ValueError(
+                f"{name!r} is not a kind of record the handoff knows; expected one of "
+                f"{', '.join(sorted(_KINDS_BY_NAME))}"
+            ) from None
+
+
+_OBJECT_TYPES = {RecordKind.DEAL: ObjectType.DEAL, RecordKind.CONTACT: ObjectType.CONTACT}
+_KINDS_BY_NAME = {
+    **{kind.value: kind for kind in RecordKind},
+    **{object_type.value: kind for kind, object_type in _OBJECT_TYPES.items()},
+}
+
+
 @dataclass(frozen=True)
 class CrmObject:
     """A deal or contact: its id and the properties that were asked for (missing ones are None)."""

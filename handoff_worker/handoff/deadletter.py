@@ -12,6 +12,7 @@ from datetime import datetime
 
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.state import KEY_PREFIX
 
 DEADLETTER_KEY = f"{KEY_PREFIX}deadletter"
@@ -19,7 +20,7 @@ DEADLETTER_KEY = f"{KEY_PREFIX}deadletter"
 
 @dataclass(frozen=True)
 class FailedHandoff:
-    kind: str  # "deal" or "contact"
+    kind: RecordKind
     object_id: str
     error: str
     attempts: int
@@ -35,7 +36,7 @@ class FailedHandoff:
 
 def record_failure(
     client: redis.Redis,
-    kind: str,
+    kind: RecordKind,
     object_id: str,
     *,
     error: str,
@@ -59,15 +60,20 @@ def record_failure(
     return failure
 
 
-def get_failure(client: redis.Redis, kind: str, object_id: str) -> FailedHandoff | None:
+def get_failure(client: redis.Redis, kind: RecordKind, object_id: str) -> FailedHandoff | None:
     raw = client.hget(DEADLETTER_KEY, f"{kind}:{object_id}")
-    return FailedHandoff(**json.loads(str(raw))) if raw else None
+    return _failure(raw) if raw else None
 
 
 def list_failures(client: redis.Redis) -> list[FailedHandoff]:
-    records = [FailedHandoff(**json.loads(raw)) for raw in client.hvals(DEADLETTER_KEY)]
+    records = [_failure(raw) for raw in client.hvals(DEADLETTER_KEY)]
     return sorted(records, key=lambda f: f.first_failed_at)
 
 
-def remove_failure(client: redis.Redis, kind: str, object_id: str) -> bool:
+def remove_failure(client: redis.Redis, kind: RecordKind, object_id: str) -> bool:
     return bool(client.hdel(DEADLETTER_KEY, f"{kind}:{object_id}"))
+
+
+def _failure(raw: str | bytes) -> FailedHandoff:
+    stored = json.loads(raw)
+    return FailedHandoff(**{**stored, "kind": RecordKind(stored["kind"])})

@@ -27,14 +27,13 @@ from datetime import UTC, datetime
 
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.domain.rules import HandoffPlan, build_plan
 from handoff_worker.errors import HubSpotError
 from handoff_worker.handoff.audit import record_audit
 from handoff_worker.handoff.deadletter import record_failure, remove_failure
 from handoff_worker.handoff.facts import (
-    CONTACT,
-    DEAL,
     FactReader,
     HandoffFacts,
     LostRecord,
@@ -48,7 +47,7 @@ from handoff_worker.handoff.lifecycle import LifecycleWriter
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, RecordLock
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
-from handoff_worker.handoff.run_record import ContactReport, HandoffReport
+from handoff_worker.handoff.run_record import ContactOutcome, ContactResult, HandoffRun, Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.pending import pending_key
@@ -82,15 +81,35 @@ class HandoffEngine:
 
     # ----------------------------------------------------------------- entry points
 
-    def handoff_deal(self, deal_id: str, trigger: str = "") -> HandoffReport:
-        return self._run(DEAL, deal_id, trigger)
+    def handoff(self, kind: RecordKind, object_id: str, trigger: str = "") -> HandoffRun:
+        # Rules and version read together, once: the audit names the rules the decisions used.
+        rules, rules_version = self.rules_source()
+        run = HandoffRun(kind, object_id, trigger, self.dry_run, rules_version, at=self.clock().isoformat())
+        calls_before = self.gateway.calls_made
+        started = time.monotonic()
+        with RecordLock(self.redis, kind, object_id, ttl=self.lock_ttl) as lock:
+            try:
+                self._hand_off(run, lock, rules)
+            except HubSpotError as exc:
+                run.outcome = Outcome.ERROR
+                run.errors.append(str(exc))
+                raise
+            finally:
+                run.api_calls = self.gateway.calls_made - calls_before
+                run.duration_ms = int((time.monotonic() - started) * 1000)
+                record_audit(self.redis, run.as_dict())
+        return run
 
-    def handoff_contact(self, contact_id: str, trigger: str = "") -> HandoffReport:
-        return self._run(CONTACT, contact_id, trigger)
+    def handoff_deal(self, deal_id: str, trigger: str = "") -> HandoffRun:
+        return self.handoff(RecordKind.DEAL, deal_id, trigger)
+
+    def handoff_contact(self, contact_id: str, trigger: str = "") -> HandoffRun:
+        return self.handoff(RecordKind.CONTACT, contact_id, trigger)
 
     def forget(self, object_type: str, object_id: str, merged_into: str | None = None) -> None:
-        """A deal/contact was deleted or merged: state about it is dropped or follows the merge."""
-        kind = DEAL if object_type.rstrip("s") == DEAL else CONTACT
+        """A deal/contact was deleted or merged: state about it is dropped or follows the merge.
+        `object_type`: `deal`/`contact` or HubSpot's `deals`/`contacts`."""
+        kind = RecordKind.named(object_type)
         if merged_into:
             self.ledger.move(kind, object_id, merged_into)
         else:
@@ -102,89 +121,70 @@ class HandoffEngine:
 
     # ----------------------------------------------------------------- one run
 
-    def _run(self, kind: str, object_id: str, trigger: str) -> HandoffReport:
-        # Rules and version read together, once: the audit names the rules the decisions used.
-        rules, rules_version = self.rules_source()
-        report = HandoffReport(
-            kind, object_id, trigger, self.dry_run, rules_version, at=self.clock().isoformat()
-        )
-        calls_before = self.gateway.calls_made
-        started = time.monotonic()
-        with RecordLock(self.redis, kind, object_id, ttl=self.lock_ttl) as lock:
-            try:
-                self._hand_off(report, lock, rules)
-            except HubSpotError as exc:
-                report.outcome = "error"
-                report.errors.append(str(exc))
-                raise
-            finally:
-                report.api_calls = self.gateway.calls_made - calls_before
-                report.duration_ms = int((time.monotonic() - started) * 1000)
-                record_audit(self.redis, report.as_dict())
-        return report
-
-    def _hand_off(self, report: HandoffReport, lock: RecordLock, rules: NurtureRules) -> None:
+    def _hand_off(self, run: HandoffRun, lock: RecordLock, rules: NurtureRules) -> None:
         # 1. read
-        seen = self.facts.sight(report.kind, report.object_id, rules)
+        seen = self.facts.sight(run.kind, run.object_id, rules)
         if not isinstance(seen, LostRecord):
-            self._settle(report, seen)
+            self._settle(run, seen)
             return
         loss = self._loss(seen)
-        report.loss_id = loss.loss_id
-        report.reason_value = seen.raw_reason
+        run.loss_id = loss.loss_id
+        run.reason_value = seen.raw_reason
         reason = rules.reason_for(seen.raw_reason)
         if reason is None:
-            self.reminders.await_reason(report, loss, seen, rules, now=self.clock(), dry_run=self.dry_run)
+            self.reminders.await_reason(run, loss, seen, rules, now=self.clock(), dry_run=self.dry_run)
             return
-        report.reason = reason.label
+        run.reason = reason.label
         facts = self.facts.gather(seen, loss, reason, rules, self.ledger.steps(loss.loss_id))
         lock.ensure_held()
         if not self.dry_run:
-            self.ledger.clear_waiting(report.kind, report.object_id)
+            self.ledger.clear_waiting(run.kind, run.object_id)
         # 2. plan
         plan = self._plan(facts, rules)
         for skip in plan.skipped:
-            report.contacts[skip.contact_id] = ContactReport("skipped", f"{skip.reason.value}: {skip.detail}")
+            run.contacts[skip.contact_id] = ContactResult(
+                ContactOutcome.SKIPPED, f"{skip.reason.value}: {skip.detail}"
+            )
         if self.dry_run:
             for action in plan.actions:
-                report.contacts[action.contact_id] = ContactReport(
-                    "planned", f"{action.lifecycle_write.value} -> {action.target_stage}"
+                run.contacts[action.contact_id] = ContactResult(
+                    ContactOutcome.PLANNED, f"{action.lifecycle_write.value} -> {action.target_stage}"
                 )
-            report.outcome = "dry_run"
+            run.outcome = Outcome.DRY_RUN
             return
         # 3. lifecycle
-        moved = self.lifecycle.apply(report, lock, loss, plan)
+        moved = self.lifecycle.apply(run, lock, loss, plan)
         # 4. nurtures
-        self.nurturing.apply(report, lock, loss, plan, moved, facts.steps)
+        self.nurturing.apply(run, lock, loss, plan, moved, facts.steps)
         # 5. finish
-        self._finish(report, loss, plan)
+        self._finish(run, loss, plan)
 
     # ----------------------------------------------------------------- read
 
-    def _settle(self, report: HandoffReport, seen: Sighting) -> None:
+    def _settle(self, run: HandoffRun, seen: Sighting) -> None:
         """The record is not one to hand off (now): say why, and keep no stale state about it."""
         match seen:
             case NotFound():
-                report.outcome = "not_found"
+                run.outcome = Outcome.NOT_FOUND
                 if not self.dry_run:
                     # Deleted in HubSpot: a replay would find nothing to hand off.
-                    remove_failure(self.redis, report.kind, report.object_id)
+                    remove_failure(self.redis, run.kind, run.object_id)
             case UnknownStage(error=error):
                 # Decide nothing and keep it for replay once the pipelines list the stage.
-                report.outcome = "unknown_stage"
-                report.errors.append(error)
+                run.outcome = Outcome.UNKNOWN_STAGE
+                run.errors.append(error)
                 if not self.dry_run:
                     # This cause replaces any earlier one: the dead letter says why it waits now.
-                    remove_failure(self.redis, report.kind, report.object_id)
-                    self._dead_letter(report, error)
+                    remove_failure(self.redis, run.kind, run.object_id)
+                    self._dead_letter(run, error)
             case NotLost(outcome=outcome):
-                report.outcome = outcome
+                run.outcome = outcome
                 if not self.dry_run:
                     # Reopened (or never lost): a later loss is a new one, and nobody waits for a
                     # reason. Nothing is left to replay: an earlier failure no longer applies.
-                    self.ledger.close_loss(report.kind, report.object_id)
-                    self.ledger.clear_waiting(report.kind, report.object_id)
-                    remove_failure(self.redis, report.kind, report.object_id)
+                    self.ledger.close_loss(run.kind, run.object_id)
+                    self.ledger.clear_waiting(run.kind, run.object_id)
+                    remove_failure(self.redis, run.kind, run.object_id)
 
     def _loss(self, lost: LostRecord) -> Loss:
         current = self.ledger.current_loss(lost.kind, lost.record.id)
@@ -210,29 +210,29 @@ class HandoffEngine:
 
     # ----------------------------------------------------------------- finish
 
-    def _finish(self, report: HandoffReport, loss: Loss, plan: HandoffPlan) -> None:
+    def _finish(self, run: HandoffRun, loss: Loss, plan: HandoffPlan) -> None:
         for action in plan.actions:
-            contact = report.contact(action.contact_id)
-            if contact.outcome != "failed":
-                contact.outcome = "resumed" if action.resumed else "recycled"
+            contact = run.contact(action.contact_id)
+            if contact.outcome is not ContactOutcome.FAILED:
+                contact.outcome = ContactOutcome.RESUMED if action.resumed else ContactOutcome.RECYCLED
                 contact.why = f"{action.lifecycle_write.value} -> {action.target_stage}"
-        if report.errors:
-            report.outcome = "partial_failure"
-            self._dead_letter(report, "; ".join(report.errors))
+        if run.errors:
+            run.outcome = Outcome.PARTIAL_FAILURE
+            self._dead_letter(run, "; ".join(run.errors))
             return
-        report.outcome = "handed_off"
+        run.outcome = Outcome.HANDED_OFF
         self.ledger.mark_complete(loss)
-        remove_failure(self.redis, report.kind, report.object_id)
+        remove_failure(self.redis, run.kind, run.object_id)
 
-    def _dead_letter(self, report: HandoffReport, error: str) -> None:
+    def _dead_letter(self, run: HandoffRun, error: str) -> None:
         """Kept for `replay` once the config or the data is fixed: retrying alone will not help."""
         record_failure(
             self.redis,
-            report.kind,
-            report.object_id,
+            run.kind,
+            run.object_id,
             error=error,
             attempts=1,
             now=self.clock(),
-            trigger=report.trigger,
+            trigger=run.trigger,
             permanent=True,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from handoff_worker.domain.models import CrmObject, ObjectType
+from handoff_worker.domain.models import CrmObject, ObjectType, RecordKind
 from handoff_worker.domain.nurture import NurtureRules, ReasonRule
 from handoff_worker.domain.rules import (
     EMAIL_PROPERTY,
@@ -26,14 +26,19 @@ from handoff_worker.domain.rules import (
 )
 from handoff_worker.errors import NotFoundError
 from handoff_worker.handoff.ledger import DONE, LIFECYCLE_STEP, Loss, step_field
+from handoff_worker.handoff.run_record import Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
-DEAL = "deal"
-CONTACT = "contact"
 DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "hubspot_owner_id", "closedate")
 OTHER_DEAL_PROPERTIES = ("dealstage", "pipeline")
 CONTACT_PROPERTIES = (EMAIL_PROPERTY, LIFECYCLE_PROPERTY, "firstname", "lastname", "hubspot_owner_id")
+# What a deal's status other than lost means for this run.
+NOT_LOST_OUTCOMES = {
+    DealStatus.OPEN: Outcome.DEAL_OPEN,
+    DealStatus.WON: Outcome.DEAL_WON,
+    DealStatus.CLOSED_OTHER: Outcome.DEAL_CLOSED_OTHER,
+}
 
 
 # ----------------------------------------------------------------------------- the record itself
@@ -53,14 +58,14 @@ class UnknownStage:
 
 @dataclass(frozen=True)
 class NotLost:
-    outcome: str  # deal_open, deal_won, not_unqualified
+    outcome: Outcome
 
 
 @dataclass(frozen=True)
 class LostRecord:
     """A deal or lead seen lost: what its loss, its reason and its owner's task are made of."""
 
-    kind: str
+    kind: RecordKind
     record: CrmObject
     fingerprint: str  # tells one closing from the next (a deal's closedate); see ledger.py
     raw_reason: str | None
@@ -114,16 +119,16 @@ class FactReader:
     def __init__(self, gateway: HubSpotGateway, pipelines: PipelineCache) -> None:
         self.gateway = gateway
         self.pipelines = pipelines
-        self._sight: dict[str, Callable[[str, NurtureRules], Sighting]] = {
-            DEAL: self._sight_deal,
-            CONTACT: self._sight_lead,
+        self._sight: dict[RecordKind, Callable[[str, NurtureRules], Sighting]] = {
+            RecordKind.DEAL: self._sight_deal,
+            RecordKind.CONTACT: self._sight_lead,
         }
-        self._gather: dict[str, Callable[[LostRecord, ReasonRule, NurtureRules], _Gathered]] = {
-            DEAL: self._gather_for_deal,
-            CONTACT: self._gather_for_lead,
+        self._gather: dict[RecordKind, Callable[[LostRecord, ReasonRule, NurtureRules], _Gathered]] = {
+            RecordKind.DEAL: self._gather_for_deal,
+            RecordKind.CONTACT: self._gather_for_lead,
         }
 
-    def sight(self, kind: str, object_id: str, rules: NurtureRules) -> Sighting:
+    def sight(self, kind: RecordKind, object_id: str, rules: NurtureRules) -> Sighting:
         return self._sight[kind](object_id, rules)
 
     def gather(
@@ -153,9 +158,9 @@ class FactReader:
                 "pipeline settings, then replay"
             )
         if status is not DealStatus.LOST:
-            return NotLost(f"deal_{status.value}")
+            return NotLost(NOT_LOST_OUTCOMES[status])
         return LostRecord(
-            DEAL,
+            RecordKind.DEAL,
             deal,
             fingerprint=deal.get("closedate") or "",
             raw_reason=deal.get(reason_property),
@@ -210,9 +215,9 @@ class FactReader:
         except NotFoundError:
             return NotFound()
         if not is_unqualified(contact.properties, leads):
-            return NotLost("not_unqualified")
+            return NotLost(Outcome.NOT_UNQUALIFIED)
         return LostRecord(
-            CONTACT,
+            RecordKind.CONTACT,
             contact,
             fingerprint="",
             raw_reason=contact.get(leads.reason_property),

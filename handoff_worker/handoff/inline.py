@@ -9,10 +9,8 @@ import redis
 
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.deadletter import FailedHandoff
-from handoff_worker.handoff.engine import HandoffEngine, HandoffReport
-
-# Engine outcomes that mean the handoff did not complete (kept in the dead-letter record).
-FAILED_OUTCOMES = frozenset({"partial_failure", "error"})
+from handoff_worker.handoff.engine import HandoffEngine
+from handoff_worker.handoff.run_record import HandoffRun, Outcome
 
 
 class InlineSink:
@@ -28,9 +26,9 @@ class InlineSink:
         self._check(self.engine.handoff_contact(contact_id, "resync"))
 
     @staticmethod
-    def _check(report: HandoffReport) -> None:
-        if report.outcome in FAILED_OUTCOMES:
-            raise HandoffError("; ".join(report.errors) or report.outcome)
+    def _check(run: HandoffRun) -> None:
+        if run.outcome.incomplete:
+            raise HandoffError("; ".join(run.errors) or run.outcome)
 
 
 @dataclass
@@ -47,16 +45,15 @@ def replay_failures(engine: HandoffEngine, failures: list[FailedHandoff]) -> Rep
     tally = ReplayTally()
     for failure in failures:
         tally.replayed += 1
-        run = engine.handoff_deal if failure.kind == "deal" else engine.handoff_contact
         try:
-            report = run(failure.object_id, "replay")
+            run = engine.handoff(failure.kind, failure.object_id, "replay")
         except (HandoffError, redis.RedisError) as exc:
             tally.failed.append(f"{failure.key}: {exc}")
             continue
-        if report.outcome in FAILED_OUTCOMES:
-            tally.failed.append(f"{failure.key}: {'; '.join(report.errors) or report.outcome}")
-        elif report.outcome == "handed_off":
+        if run.outcome.incomplete:
+            tally.failed.append(f"{failure.key}: {'; '.join(run.errors) or run.outcome}")
+        elif run.outcome is Outcome.HANDED_OFF:
             tally.handed_off += 1
         else:
-            tally.other[report.outcome] = tally.other.get(report.outcome, 0) + 1
+            tally.other[run.outcome] = tally.other.get(run.outcome, 0) + 1
     return tally

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.state import KEY_PREFIX
 
 LEDGER_TTL_SECONDS = 400 * 24 * 3600  # a year and a bit: long after any retry or replay
@@ -35,7 +36,7 @@ ACTIVE = "active"
 REOPENED = "reopened"
 
 
-def loss_key(kind: str, object_id: str) -> str:
+def loss_key(kind: RecordKind, object_id: str) -> str:
     return f"{KEY_PREFIX}loss:{kind}:{object_id}"
 
 
@@ -43,7 +44,7 @@ def steps_key(loss_id: str) -> str:
     return f"{KEY_PREFIX}ledger:{loss_id}"
 
 
-def waiting_key(kind: str, object_id: str) -> str:
+def waiting_key(kind: RecordKind, object_id: str) -> str:
     return f"{KEY_PREFIX}waiting:{kind}:{object_id}"
 
 
@@ -52,7 +53,7 @@ WAITING_INDEX = f"{KEY_PREFIX}waiting:index"
 
 @dataclass(frozen=True)
 class Loss:
-    kind: str
+    kind: RecordKind
     object_id: str
     sequence: int
     fingerprint: str
@@ -64,7 +65,7 @@ class Loss:
         return f"{self.kind}:{self.object_id}:{self.sequence}"
 
 
-def next_loss(current: Loss | None, kind: str, object_id: str, fingerprint: str) -> Loss:
+def next_loss(current: Loss | None, kind: RecordKind, object_id: str, fingerprint: str) -> Loss:
     """The loss a record seen lost now belongs to: the active one, or a new one."""
     if current is None:
         return Loss(kind, object_id, 1, fingerprint, ACTIVE)
@@ -76,7 +77,7 @@ def next_loss(current: Loss | None, kind: str, object_id: str, fingerprint: str)
 
 @dataclass(frozen=True)
 class Waiting:
-    kind: str
+    kind: RecordKind
     object_id: str
     since: str
     loss_id: str
@@ -91,7 +92,7 @@ class Ledger:
 
     # ----------------------------------------------------------------- losses
 
-    def current_loss(self, kind: str, object_id: str) -> Loss | None:
+    def current_loss(self, kind: RecordKind, object_id: str) -> Loss | None:
         raw = self.client.hgetall(loss_key(kind, object_id))
         if not raw:
             return None
@@ -117,7 +118,7 @@ class Ledger:
         pipe.expire(key, LEDGER_TTL_SECONDS)
         pipe.execute()
 
-    def close_loss(self, kind: str, object_id: str) -> bool:
+    def close_loss(self, kind: RecordKind, object_id: str) -> bool:
         """The record is not lost (any more): a later loss is a new one. True if one was active."""
         current = self.current_loss(kind, object_id)
         if current is None or current.state == REOPENED:
@@ -128,7 +129,7 @@ class Ledger:
     def mark_complete(self, loss: Loss) -> None:
         self.client.hset(loss_key(loss.kind, loss.object_id), "complete", "1")
 
-    def is_complete(self, kind: str, object_id: str) -> bool:
+    def is_complete(self, kind: RecordKind, object_id: str) -> bool:
         """Was the record's latest loss handed off in full? (For sweeps deciding what to queue.)"""
         current = self.current_loss(kind, object_id)
         return bool(current and current.complete and current.state == ACTIVE)
@@ -172,11 +173,14 @@ class Ledger:
         pipe.sadd(WAITING_INDEX, f"{waiting.kind}:{waiting.object_id}")
         pipe.execute()
 
-    def get_waiting(self, kind: str, object_id: str) -> Waiting | None:
+    def get_waiting(self, kind: RecordKind, object_id: str) -> Waiting | None:
         raw = self.client.get(waiting_key(kind, object_id))
-        return Waiting(**json.loads(str(raw))) if raw else None
+        if not raw:
+            return None
+        stored = json.loads(str(raw))
+        return Waiting(**{**stored, "kind": RecordKind(stored["kind"])})
 
-    def clear_waiting(self, kind: str, object_id: str) -> None:
+    def clear_waiting(self, kind: RecordKind, object_id: str) -> None:
         pipe = self.client.pipeline()
         pipe.delete(waiting_key(kind, object_id))
         pipe.srem(WAITING_INDEX, f"{kind}:{object_id}")
@@ -186,7 +190,7 @@ class Ledger:
         found = []
         for member in sorted(self.client.smembers(WAITING_INDEX)):
             kind, _, object_id = str(member).partition(":")
-            waiting = self.get_waiting(kind, object_id)
+            waiting = self.get_waiting(RecordKind(kind), object_id)
             if waiting is not None:
                 found.append(waiting)
         return found
@@ -196,12 +200,12 @@ class Ledger:
 
     # ----------------------------------------------------------------- merges and deletions
 
-    def forget(self, kind: str, object_id: str) -> None:
+    def forget(self, kind: RecordKind, object_id: str) -> None:
         """Drop what is kept about a deleted record. Step hashes of past losses are left to expire."""
         self.clear_waiting(kind, object_id)
         self.client.delete(loss_key(kind, object_id))
 
-    def move(self, kind: str, object_id: str, merged_into: str) -> None:
+    def move(self, kind: RecordKind, object_id: str, merged_into: str) -> None:
         """A merged record's loss and waiting state follow the record it was merged into, unless
         that record has its own (its own history wins)."""
         source_loss = self.current_loss(kind, object_id)

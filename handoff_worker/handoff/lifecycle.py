@@ -21,7 +21,7 @@ from handoff_worker.domain.rules import LIFECYCLE_PROPERTY, ContactAction, Hando
 from handoff_worker.errors import PermanentHubSpotError
 from handoff_worker.handoff.ledger import LIFECYCLE_STEP, Ledger, Loss
 from handoff_worker.handoff.lock import RecordLock
-from handoff_worker.handoff.run_record import HandoffReport
+from handoff_worker.handoff.run_record import HandoffRun
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 
@@ -30,15 +30,13 @@ class LifecycleWriter:
         self.gateway = gateway
         self.ledger = ledger
 
-    def apply(
-        self, report: HandoffReport, lock: RecordLock, loss: Loss, plan: HandoffPlan
-    ) -> list[ContactAction]:
+    def apply(self, run: HandoffRun, lock: RecordLock, loss: Loss, plan: HandoffPlan) -> list[ContactAction]:
         """Clear, then set (+markers, +property nurtures), then read back. Returns the actions
         whose lifecycle step is done (resumed ones included)."""
         fresh = [a for a in plan.actions if not a.resumed]
         failed: set[str] = set()
         lock.ensure_held()
-        self._write(report, fresh, failed)
+        self._write(run, fresh, failed)
         moved = [
             a for a in fresh if a.lifecycle_write is not LifecycleWrite.NONE and a.contact_id not in failed
         ]
@@ -46,12 +44,12 @@ class LifecycleWriter:
         if not_stuck:
             # Seen in HubSpot: a backward write answered 2xx and changed nothing. Try once more.
             retry = [a for a in moved if a.contact_id in not_stuck]
-            self._write(report, [_as_clear_then_set(a) for a in retry], failed)
+            self._write(run, [_as_clear_then_set(a) for a in retry], failed)
             for contact_id, stage in self._not_stuck(
                 [a for a in retry if a.contact_id not in failed]
             ).items():
                 target = next(a.target_stage for a in retry if a.contact_id == contact_id)
-                report.fail(
+                run.fail(
                     contact_id,
                     f"lifecycle stage stayed {stage!r} after clearing and setting {target!r} twice; "
                     "check workflows or integrations that set lifecyclestage on this contact",
@@ -63,31 +61,31 @@ class LifecycleWriter:
                 continue
             if not action.resumed:
                 self.ledger.mark_done(loss.loss_id, action.contact_id, LIFECYCLE_STEP)
-                report.contact(action.contact_id).steps_done.append(LIFECYCLE_STEP)
+                run.contact(action.contact_id).steps_done.append(LIFECYCLE_STEP)
             done.append(action)
         return done
 
-    def _write(self, report: HandoffReport, actions: Sequence[ContactAction], failed: set[str]) -> None:
+    def _write(self, run: HandoffRun, actions: Sequence[ContactAction], failed: set[str]) -> None:
         to_clear = {
             a.contact_id: {LIFECYCLE_PROPERTY: ""}
             for a in actions
             if a.lifecycle_write is LifecycleWrite.CLEAR_THEN_SET and a.contact_id not in failed
         }
         if to_clear:
-            self._update(report, to_clear, failed, "clear")
+            self._update(run, to_clear, failed, "clear")
         cleared = set(to_clear) - failed
         to_set = {a.contact_id: dict(a.set_properties) for a in actions if a.set_properties}
         to_set = {cid: props for cid, props in to_set.items() if cid not in failed}
         if not to_set:
             return
         set_failed: set[str] = set()
-        self._update(report, to_set, set_failed, "set")
+        self._update(run, to_set, set_failed, "set")
         failed |= set_failed
         blank = [a for a in actions if a.contact_id in cleared & set_failed]
         if blank:
-            self._rescue_cleared_stage(report, blank)
+            self._rescue_cleared_stage(run, blank)
 
-    def _rescue_cleared_stage(self, report: HandoffReport, actions: Sequence[ContactAction]) -> None:
+    def _rescue_cleared_stage(self, run: HandoffRun, actions: Sequence[ContactAction]) -> None:
         """The clear went through and the set did not: never leave a lifecycle stage blank. Costs
         nothing on the happy path. The contacts stay failed (their set was refused) either way."""
         with_more = {
@@ -108,20 +106,20 @@ class LifecycleWriter:
             return
         for contact_id, why in self._refusals(restore).items():
             stage = restore[contact_id][LIFECYCLE_PROPERTY]
-            report.fail(
+            run.fail(
                 contact_id,
                 f"lifecyclestage is left blank: HubSpot refused writing back {stage!r} after the clear "
                 f"({why}); set this contact's lifecycle stage in HubSpot, then replay",
             )
 
     def _update(
-        self, report: HandoffReport, updates: dict[str, dict[str, str]], failed: set[str], what: str
+        self, run: HandoffRun, updates: dict[str, dict[str, str]], failed: set[str], what: str
     ) -> None:
         """One batch update. Records HubSpot refused (207) or a refused batch (e.g. a property that
         does not exist) fail those contacts; the others go on."""
         for contact_id, why in self._refusals(updates).items():
             written = sorted(updates[contact_id])
-            report.fail(
+            run.fail(
                 contact_id, f"HubSpot refused the {what} write of {written}: {why}; {_write_hint(written)}"
             )
             failed.add(contact_id)

@@ -15,6 +15,7 @@ from types import TracebackType
 
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import HandoffError
 from handoff_worker.state import KEY_PREFIX
 
@@ -36,7 +37,7 @@ class LockBusyError(HandoffError):
     """Another worker is handing off this record right now; try again in a few seconds."""
 
 
-def lock_key(kind: str, object_id: str) -> str:
+def lock_key(kind: RecordKind, object_id: str) -> str:
     return f"{KEY_PREFIX}lock:{kind}:{object_id}"
 
 
@@ -84,7 +85,7 @@ class RenewedLock:
 
 class RecordLock(RenewedLock):
     def __init__(
-        self, client: redis.Redis, kind: str, object_id: str, *, ttl: float = LOCK_TTL_SECONDS
+        self, client: redis.Redis, kind: RecordKind, object_id: str, *, ttl: float = LOCK_TTL_SECONDS
     ) -> None:
         super().__init__(client, lock_key(kind, object_id), ttl_seconds=ttl)
         self.kind, self.object_id = kind, object_id

@@ -17,7 +17,7 @@ from handoff_worker.domain.rules import ContactAction, HandoffPlan, batched_nurt
 from handoff_worker.errors import PermanentHubSpotError
 from handoff_worker.handoff.ledger import DONE, Ledger, Loss, step_field
 from handoff_worker.handoff.lock import RecordLock
-from handoff_worker.handoff.run_record import HandoffReport
+from handoff_worker.handoff.run_record import HandoffRun
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 
@@ -28,7 +28,7 @@ class Nurturing:
 
     def apply(
         self,
-        report: HandoffReport,
+        run: HandoffRun,
         lock: RecordLock,
         loss: Loss,
         plan: HandoffPlan,
@@ -43,13 +43,13 @@ class Nurturing:
                 continue
             lock.ensure_held()
             if nurture.method is NurtureMethod.LIST:
-                self._add_to_list(report, loss, nurture, missing)
+                self._add_to_list(run, loss, nurture, missing)
             else:
                 for action in missing:
-                    self._enroll(report, loss, nurture, action)
+                    self._enroll(run, loss, nurture, action)
 
     def _add_to_list(
-        self, report: HandoffReport, loss: Loss, nurture: Nurture, actions: Sequence[ContactAction]
+        self, run: HandoffRun, loss: Loss, nurture: Nurture, actions: Sequence[ContactAction]
     ) -> None:
         assert nurture.list_id is not None
         ids = [a.contact_id for a in actions]
@@ -57,21 +57,21 @@ class Nurturing:
             result = self.gateway.add_to_list(nurture.list_id, ids)
         except PermanentHubSpotError as exc:
             for contact_id in ids:
-                report.fail(contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
+                run.fail(contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
             return
         missing = set(result.missing)
         # Adding to a static list is idempotent (a member stays a member), so done is recorded after.
         for contact_id in ids:
             if contact_id in missing:
-                report.fail(contact_id, f"{nurture.key}: HubSpot did not know the contact")
+                run.fail(contact_id, f"{nurture.key}: HubSpot did not know the contact")
                 continue
-            self._done(report, loss, nurture, contact_id)
+            self._done(run, loss, nurture, contact_id)
 
-    def _enroll(self, report: HandoffReport, loss: Loss, nurture: Nurture, action: ContactAction) -> None:
+    def _enroll(self, run: HandoffRun, loss: Loss, nurture: Nurture, action: ContactAction) -> None:
         assert nurture.workflow_id is not None
         email = (action.email or "").strip()
         if not email:
-            report.fail(action.contact_id, f"{nurture.key}: the contact has no email to enroll by")
+            run.fail(action.contact_id, f"{nurture.key}: the contact has no email to enroll by")
             return
         # Enrollment is not idempotent for the person (two enrollments, two emails), so the intent is
         # written first. A crash between the call and `done` leaves `intent`; the re-run then calls
@@ -83,14 +83,14 @@ class Nurturing:
             self.gateway.enroll_in_workflow(nurture.workflow_id, email)
         except PermanentHubSpotError as exc:
             self.ledger.clear_step(loss.loss_id, action.contact_id, nurture.key)
-            report.fail(action.contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
+            run.fail(action.contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
             return
-        self._done(report, loss, nurture, action.contact_id)
+        self._done(run, loss, nurture, action.contact_id)
 
-    def _done(self, report: HandoffReport, loss: Loss, nurture: Nurture, contact_id: str) -> None:
+    def _done(self, run: HandoffRun, loss: Loss, nurture: Nurture, contact_id: str) -> None:
         self.ledger.mark_done(loss.loss_id, contact_id, nurture.key)
-        report.contact(contact_id).steps_done.append(nurture.key)
-        report.enrollments.append({"contact": contact_id, "nurture": nurture.key, "name": nurture.name})
+        run.contact(contact_id).steps_done.append(nurture.key)
+        run.enrollments.append({"contact": contact_id, "nurture": nurture.key, "name": nurture.name})
 
 
 def _fix_hint(nurture: Nurture) -> str:

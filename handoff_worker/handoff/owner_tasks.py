@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handoff_worker.domain.models import NewTask
+from handoff_worker.domain.models import NewTask, RecordKind
 from handoff_worker.domain.nurture import NurtureRules, OwnerTasks
 from handoff_worker.domain.rules import needs_escalation, owner_task_due
 from handoff_worker.errors import PermanentHubSpotError, RateLimitedError, RequestNotSentError
-from handoff_worker.handoff.facts import CONTACT, DEAL, LostRecord
+from handoff_worker.handoff.facts import LostRecord
 from handoff_worker.handoff.ledger import INTENT, Ledger, Loss, Waiting
-from handoff_worker.handoff.run_record import HandoffReport
+from handoff_worker.handoff.run_record import HandoffRun, Outcome
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 # Errors after which HubSpot surely created no task.
@@ -47,8 +47,10 @@ def is_overdue(waiting: Waiting, tasks: OwnerTasks, now: datetime) -> bool:
     return needs_escalation(datetime.fromisoformat(waiting.since), now, tasks.sla_hours, waiting.escalated)
 
 
-def reason_property(rules: NurtureRules, kind: str) -> str:
-    return {DEAL: rules.deals.reason_property, CONTACT: rules.leads.reason_property}[kind]
+def reason_property_for(rules: NurtureRules, kind: RecordKind) -> str:
+    return {RecordKind.DEAL: rules.deals.reason_property, RecordKind.CONTACT: rules.leads.reason_property}[
+        kind
+    ]
 
 
 class ReasonReminders:
@@ -58,7 +60,7 @@ class ReasonReminders:
 
     def await_reason(
         self,
-        report: HandoffReport,
+        run: HandoffRun,
         loss: Loss,
         lost: LostRecord,
         rules: NurtureRules,
@@ -67,23 +69,23 @@ class ReasonReminders:
         dry_run: bool,
     ) -> None:
         """Missing or unknown reason: nothing is recycled; the owner gets ONE task for this loss."""
-        report.outcome = "waiting_for_reason"
-        report.errors.append(
+        run.outcome = Outcome.WAITING_FOR_REASON
+        run.errors.append(
             f"reason {lost.raw_reason!r} is not in the nurture config's reasons"
             if lost.raw_reason
             else "no lost reason is filled in"
         )
         if dry_run:
-            report.owner_task = self.ledger.owner_task(loss.loss_id) or "would create"
+            run.owner_task = self.ledger.owner_task(loss.loss_id) or "would create"
             return
         # Marked waiting first: if the task cannot be created, the escalation still finds it.
-        waiting = self.ledger.get_waiting(report.kind, report.object_id)
+        waiting = self.ledger.get_waiting(run.kind, run.object_id)
         if waiting is None or waiting.loss_id != loss.loss_id:
             waiting = Waiting(
-                report.kind, report.object_id, now.isoformat(), loss.loss_id, lost.name, lost.owner_id or ""
+                run.kind, run.object_id, now.isoformat(), loss.loss_id, lost.name, lost.owner_id or ""
             )
             self.ledger.set_waiting(waiting)
-        report.owner_task = self._first_task_once(waiting, lost, rules)
+        run.owner_task = self._first_task_once(waiting, lost, rules)
 
     def _first_task_once(self, waiting: Waiting, lost: LostRecord, rules: NurtureRules) -> str:
         existing = self.ledger.owner_task(waiting.loss_id)
@@ -117,7 +119,7 @@ class ReasonReminders:
             subject=task_subject(tasks.escalation_subject, name),
             body=(
                 f"No lost reason on {name} since {waiting.since}; the nurture waits for it. "
-                f"Set {reason_property(rules, waiting.kind)} and the next resync hands it off."
+                f"Set {reason_property_for(rules, waiting.kind)} and the next resync hands it off."
             ),
             owner_id=tasks.escalation_owner_id,
             tasks=tasks,
@@ -137,13 +139,13 @@ class ReasonReminders:
             body=body,
             owner_id=owner_id,
             due_at=reason_due(waiting, tasks),
-            deal_id=waiting.object_id if waiting.kind == DEAL else None,
-            contact_id=waiting.object_id if waiting.kind == CONTACT else None,
+            deal_id=waiting.object_id if waiting.kind is RecordKind.DEAL else None,
+            contact_id=waiting.object_id if waiting.kind is RecordKind.CONTACT else None,
         )
 
 
-def _reason_help(rules: NurtureRules, raw_reason: str | None, kind: str) -> str:
-    prop = reason_property(rules, kind)
+def _reason_help(rules: NurtureRules, raw_reason: str | None, kind: RecordKind) -> str:
+    prop = reason_property_for(rules, kind)
     labels = ", ".join(r.label for r in rules.reasons)
     if raw_reason:
         return f"The reason {raw_reason!r} in {prop} is not one of the team's reasons. Pick one of: {labels}."

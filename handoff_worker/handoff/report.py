@@ -21,21 +21,22 @@ from typing import Any
 
 import redis
 
-from handoff_worker.domain.models import ObjectType
+from handoff_worker.domain.models import ObjectType, RecordKind
 from handoff_worker.domain.rules import LIFECYCLE_ORDER, LIFECYCLE_PROPERTY
 from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
 from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.handoff.run_record import ContactOutcome
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 # A recycled contact whose lifecycle stage moved past `lead` has come back. Stages outside HubSpot's
 # order (`other`, a portal's own) are not counted as back: nobody knows where they sit.
 STAGES_PAST_LEAD = frozenset(LIFECYCLE_ORDER[LIFECYCLE_ORDER.index("lead") + 1 :])
 NO_REASON = "(no reason)"
-RECYCLED_OUTCOMES = frozenset({"recycled", "resumed"})
+RECYCLED_OUTCOMES = frozenset({ContactOutcome.RECYCLED, ContactOutcome.RESUMED})
 
 
 @dataclass(frozen=True)
-class DealOutcome:
+class DealHandoff:
     """One deal's completed handoff, as the audit records tell it."""
 
     deal_id: str
@@ -103,7 +104,7 @@ class Report:
 
 
 def build_report(
-    outcomes: Iterable[DealOutcome],
+    handoffs: Iterable[DealHandoff],
     waiting: Sequence[WaitingDeal],
     came_back: set[str],
     *,
@@ -113,16 +114,16 @@ def build_report(
     """Count per reason. `came_back` holds the recycled contact ids now back with sales."""
     lines: dict[str, ReasonLine] = {}
     counted_back: set[tuple[str, str]] = set()
-    for outcome in outcomes:
-        line = lines.setdefault(outcome.reason, ReasonLine(outcome.reason))
+    for handoff in handoffs:
+        line = lines.setdefault(handoff.reason, ReasonLine(handoff.reason))
         line.deals_lost += 1
-        line.contacts_recycled += len(outcome.recycled)
-        line.skipped.update(outcome.skipped.values())
-        line.enrolled.update(outcome.enrolled)
-        for contact_id in outcome.recycled:
+        line.contacts_recycled += len(handoff.recycled)
+        line.skipped.update(handoff.skipped.values())
+        line.enrolled.update(handoff.enrolled)
+        for contact_id in handoff.recycled:
             # A contact recycled by two deals of one reason counts back once for that reason.
-            if contact_id in came_back and (outcome.reason, contact_id) not in counted_back:
-                counted_back.add((outcome.reason, contact_id))
+            if contact_id in came_back and (handoff.reason, contact_id) not in counted_back:
+                counted_back.add((handoff.reason, contact_id))
                 line.came_back += 1
     ordered = sorted(lines.values(), key=lambda line: (-line.deals_lost, line.reason))
     return Report(since=since, until=until, lines=ordered, waiting=list(waiting))
@@ -163,8 +164,8 @@ def _parse_time(raw: str | None) -> datetime | None:
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
 
 
-def outcomes_from_audits(audits: Iterable[Mapping[str, Any]], *, since: datetime) -> list[DealOutcome]:
-    """Fold the engine's audit records (one per run) into one outcome per loss with a reason.
+def handoffs_from_audits(audits: Iterable[Mapping[str, Any]], *, since: datetime) -> list[DealHandoff]:
+    """Fold the engine's audit records (one per run) into one handoff per loss with a reason.
 
     A loss may take several runs (a retry, a resync, a replay): contacts recycled in any run count
     once, at their first recycle; a contact skipped in one run and recycled in a later one counts
@@ -172,14 +173,14 @@ def outcomes_from_audits(audits: Iterable[Mapping[str, Any]], *, since: datetime
     """
     by_loss: dict[str, _LossFold] = {}
     for audit in sorted(audits, key=lambda a: str(a.get("at", ""))):
-        if audit.get("kind") != "deal" or audit.get("dry_run") or not audit.get("loss_id"):
+        if audit.get("kind") != RecordKind.DEAL or audit.get("dry_run") or not audit.get("loss_id"):
             continue
         at = _parse_time(str(audit.get("at") or ""))
         if at is None or at < since:
             continue
         fold = by_loss.setdefault(str(audit["loss_id"]), _LossFold(str(audit["object_id"]), at))
         fold.add(audit, at)
-    return [fold.outcome() for fold in by_loss.values() if fold.reason is not None]
+    return [fold.handoff() for fold in by_loss.values() if fold.reason is not None]
 
 
 @dataclass
@@ -199,14 +200,14 @@ class _LossFold:
             outcome = contact.get("outcome")
             if outcome in RECYCLED_OUTCOMES:
                 self.recycled.setdefault(contact_id, at)
-            elif outcome == "skipped":
+            elif outcome == ContactOutcome.SKIPPED:
                 # The engine writes "<why>: <detail>"; the report groups by the why.
                 self.skipped[contact_id] = str(contact.get("why", "")).split(":", 1)[0] or "unknown"
         for enrollment in audit.get("enrollments") or ():
             self.enrolled.add((str(enrollment.get("contact")), str(enrollment.get("name") or "")))
 
-    def outcome(self) -> DealOutcome:
-        return DealOutcome(
+    def handoff(self) -> DealHandoff:
+        return DealHandoff(
             deal_id=self.deal_id,
             reason=self.reason or NO_REASON,
             at=self.first_at,
@@ -334,15 +335,15 @@ def closed_loop_report(
     client: redis.Redis, gateway: HubSpotGateway, *, since: datetime, until: datetime
 ) -> Report:
     """Audit records (what was done) plus HubSpot's current state (who came back)."""
-    outcomes = outcomes_from_audits(recent_audits(client, AUDIT_CAP), since=since)
+    handoffs = handoffs_from_audits(recent_audits(client, AUDIT_CAP), since=since)
     recycled: dict[str, datetime] = {}
-    for outcome in outcomes:
-        for contact_id, at in outcome.recycled.items():
+    for handoff in handoffs:
+        for contact_id, at in handoff.recycled.items():
             recycled[contact_id] = min(at, recycled.get(contact_id, at))
     back = contacts_back_in_sales(gateway, recycled)
     waiting = [
         WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
         for w in Ledger(client).list_waiting()
-        if w.kind == "deal"
+        if w.kind is RecordKind.DEAL
     ]
-    return build_report(outcomes, waiting, back, since=since, until=until)
+    return build_report(handoffs, waiting, back, since=since, until=until)

@@ -27,13 +27,13 @@ from typing import Protocol
 
 import redis
 
-from handoff_worker.domain.models import CrmObject, ObjectType, Pipeline, SearchFilter
+from handoff_worker.domain.models import CrmObject, ObjectType, Pipeline, RecordKind, SearchFilter
 from handoff_worker.domain.nurture import DealRules, NurtureRules
 from handoff_worker.domain.rules import lost_stage_ids
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.ledger import Ledger, Waiting
 from handoff_worker.handoff.lock import RenewedLock
-from handoff_worker.handoff.owner_tasks import ReasonReminders, is_overdue
+from handoff_worker.handoff.owner_tasks import ReasonReminders, is_overdue, reason_property_for
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.state import KEY_PREFIX
 
@@ -287,6 +287,11 @@ class HandoffSink(Protocol):
     def contact(self, contact_id: str) -> None: ...
 
 
+def send(sink: HandoffSink, kind: RecordKind, object_id: str) -> None:
+    """The sink's entry for the record's kind."""
+    {RecordKind.DEAL: sink.deal, RecordKind.CONTACT: sink.contact}[kind](object_id)
+
+
 class DoneCheck(Protocol):
     """The engine's ledger, asked whether a record's handoff is already complete."""
 
@@ -367,7 +372,7 @@ class Resync:
         self.page_size = page_size
         self.result_cap = result_cap
         # (kind, id) sent during the current run, so the waiting revisit does not send them again.
-        self._sent: set[tuple[str, str]] = set()
+        self._sent: set[tuple[RecordKind, str]] = set()
         self._progress: ProgressCallback | None = None
 
     def run(
@@ -393,7 +398,7 @@ class Resync:
             if request.deal_ids:
                 for deal_id in request.deal_ids:
                     summary.deals_found += 1
-                    self._send(summary, "deal", deal_id, request.dry_run)
+                    self._send(summary, RecordKind.DEAL, deal_id, request.dry_run)
             else:
                 self._sweep_deals(summary, request, on_page)
                 if request.include_contacts and self.rules.leads.enabled:
@@ -431,7 +436,7 @@ class Resync:
             on_page=on_page,
         ):
             summary.deals_found += 1
-            self._send(summary, "deal", deal.id, request.dry_run)
+            self._send(summary, RecordKind.DEAL, deal.id, request.dry_run)
 
     def _sweep_contacts(
         self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
@@ -450,10 +455,10 @@ class Resync:
             on_page=on_page,
         ):
             summary.contacts_found += 1
-            self._send(summary, "contact", contact.id, request.dry_run)
+            self._send(summary, RecordKind.CONTACT, contact.id, request.dry_run)
 
-    def _send(self, summary: ResyncSummary, kind: str, object_id: str, dry_run: bool) -> None:
-        is_done = self.done.deal_done if kind == "deal" else self.done.contact_done
+    def _send(self, summary: ResyncSummary, kind: RecordKind, object_id: str, dry_run: bool) -> None:
+        is_done = {RecordKind.DEAL: self.done.deal_done, RecordKind.CONTACT: self.done.contact_done}[kind]
         if is_done(object_id):
             summary.already_done += 1
             return
@@ -462,7 +467,7 @@ class Resync:
             summary.queued += 1  # would be queued
             return
         try:
-            (self.sink.deal if kind == "deal" else self.sink.contact)(object_id)
+            send(self.sink, kind, object_id)
         except Exception as exc:
             summary.failed += 1
             summary.errors.append(f"{kind} {object_id}: {exc}")
@@ -476,19 +481,20 @@ class Resync:
 class _OncePerSweep:
     """Passes a record on unless this sweep already sent it."""
 
-    def __init__(self, sink: HandoffSink, sent: set[tuple[str, str]]) -> None:
+    def __init__(self, sink: HandoffSink, sent: set[tuple[RecordKind, str]]) -> None:
         self.sink = sink
         self.sent = sent
 
     def deal(self, deal_id: str) -> None:
-        if ("deal", deal_id) not in self.sent:
-            self.sent.add(("deal", deal_id))
-            self.sink.deal(deal_id)
+        self._once(RecordKind.DEAL, deal_id)
 
     def contact(self, contact_id: str) -> None:
-        if ("contact", contact_id) not in self.sent:
-            self.sent.add(("contact", contact_id))
-            self.sink.contact(contact_id)
+        self._once(RecordKind.CONTACT, contact_id)
+
+    def _once(self, kind: RecordKind, object_id: str) -> None:
+        if (kind, object_id) not in self.sent:
+            self.sent.add((kind, object_id))
+            send(self.sink, kind, object_id)
 
 
 class WaitingRevisit(Protocol):
@@ -504,10 +510,10 @@ class LedgerDoneCheck:
         self.ledger = ledger
 
     def deal_done(self, deal_id: str) -> bool:
-        return self.ledger.is_complete("deal", deal_id)
+        return self.ledger.is_complete(RecordKind.DEAL, deal_id)
 
     def contact_done(self, contact_id: str) -> bool:
-        return self.ledger.is_complete("contact", contact_id)
+        return self.ledger.is_complete(RecordKind.CONTACT, contact_id)
 
 
 class WaitingForReason:
@@ -537,14 +543,14 @@ class WaitingForReason:
     def revisit(self, summary: ResyncSummary, *, dry_run: bool, sink: HandoffSink) -> None:
         waiting = self.ledger.list_waiting()
         summary.waiting_for_reason = len(waiting)
-        for kind, object_type, reason_property in (
-            ("deal", ObjectType.DEAL, self.rules.deals.reason_property),
-            ("contact", ObjectType.CONTACT, self.rules.leads.reason_property),
-        ):
-            of_kind = [w for w in waiting if w.kind == kind]
+        for kind in RecordKind:
+            of_kind = [w for w in waiting if w.kind is kind]
             if not of_kind:
                 continue
-            records = self.gateway.batch_read(object_type, [w.object_id for w in of_kind], [reason_property])
+            reason_property = reason_property_for(self.rules, kind)
+            records = self.gateway.batch_read(
+                kind.object_type, [w.object_id for w in of_kind], [reason_property]
+            )
             # Batch read leaves out ids HubSpot no longer has (deleted); they map to None here.
             reasons = {r.id: (r.get(reason_property) or "").strip() for r in records}
             for record in of_kind:
@@ -575,7 +581,7 @@ class WaitingForReason:
         if reasons[record.object_id]:
             summary.waiting_requeued += 1
             if not dry_run:
-                (sink.deal if record.kind == "deal" else sink.contact)(record.object_id)
+                send(sink, record.kind, record.object_id)
         elif is_overdue(record, self.rules.owner_tasks, self.clock()):
             if not dry_run:
                 self.reminders.escalate(record, self.rules)
