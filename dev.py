@@ -5,8 +5,13 @@
     python3 dev.py test     create .venv, install, run ruff, mypy and the tests
     python3 dev.py drills   create .venv, install, run the fault drills
     python3 dev.py bench    create .venv, install, run the benchmarks
+    python3 dev.py lock     rewrite requirements/*.txt from pyproject.toml's dependency lists
 
-Extra arguments after `test` go to pytest (e.g. `python3 dev.py test -k intake`).
+Everything is installed from the lock files in requirements/ (exact versions, with hashes): the
+demo from demo.txt (what the demo runs, nothing more), the rest from dev.txt; production installs
+from production.txt. After changing a dependency list in pyproject.toml, run `python3 dev.py lock`
+and commit the lock files with it; `python3 dev.py lock --upgrade` moves every pin to the newest
+version allowed. Extra arguments after `test` go to pytest (e.g. `python3 dev.py test -k intake`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("HANDOFF_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed"
+REQUIREMENTS = ROOT / "requirements"
+# lock file -> the pyproject extras it holds. dev.txt is resolved first; the others are resolved
+# within its versions, so the three never disagree on a version.
+LOCKS: dict[str, tuple[str, ...]] = {"dev": ("dev",), "demo": ("demo",), "production": ()}
 
 
 def run(*args: str | Path) -> None:
@@ -31,25 +40,62 @@ def run(*args: str | Path) -> None:
         sys.exit(code)
 
 
-def ensure_venv() -> None:
-    """Create the virtual environment and install the project, again whenever pyproject changes."""
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.is_file() and STAMP.read_text() == wanted:
+def install_fingerprint(lock: str, root: Path = ROOT) -> str:
+    """What an install from `lock` depends on: it changes when pyproject or that lock file does."""
+    digest = hashlib.sha256((root / "pyproject.toml").read_bytes())
+    digest.update((root / "requirements" / f"{lock}.txt").read_bytes())
+    return f"{lock} {digest.hexdigest()}"
+
+
+def ensure_venv(lock: str) -> None:
+    """Create the virtual environment and install from `lock`, again whenever it or pyproject
+    changes. dev.txt holds everything demo.txt does, so a dev install serves the demo too."""
+    installed = STAMP.read_text() if STAMP.is_file() else ""
+    if installed in {install_fingerprint(lock), install_fingerprint("dev")}:
         return
     if not (BIN / "python").exists():
         print(f"creating the virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
-    STAMP.write_text(wanted)
+    run(
+        BIN / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--require-hashes",
+        "-r",
+        REQUIREMENTS / f"{lock}.txt",
+    )
+    # The project itself: its dependencies are all in the lock already.
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "--no-deps", "-e", ".")
+    STAMP.write_text(install_fingerprint(lock))
+
+
+def write_locks(extra_args: list[str]) -> None:
+    """Resolve pyproject's dependency lists into requirements/*.txt with uv (from the dev install)."""
+    if not (BIN / "uv").exists():
+        ensure_venv("dev")
+    for lock, extras in LOCKS.items():
+        command: list[str | Path] = [BIN / "uv", "pip", "compile", "pyproject.toml", "--quiet"]
+        command += [arg for extra in extras for arg in ("--extra", extra)]
+        # --universal: one lock for every platform and Python >= 3.11, not just this machine's.
+        command += ["--universal", "--python-version", "3.11", "--generate-hashes"]
+        command += ["--custom-compile-command", "python3 dev.py lock"]
+        if lock != "dev":
+            command += ["--constraint", "requirements/dev.txt"]
+        run(*command, *extra_args, "--output-file", f"requirements/{lock}.txt")
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in {"demo", "test", "drills", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "drills", "bench", "lock"}:
         print(__doc__)
         sys.exit(2)
     command, rest = argv[0], argv[1:]
-    ensure_venv()
+    if command == "lock":
+        write_locks(rest)
+        return
+    ensure_venv("demo" if command == "demo" else "dev")
     if command == "demo":
         run(BIN / "handoff-worker", "demo", *rest)
     elif command == "test":
