@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+import sys
 
 import click
 
@@ -54,7 +56,33 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# Commands that bring their own Redis stand-in and HubSpot: REDIS_URL and .env mean nothing to them.
+SELF_CONTAINED = frozenset({"demo", "sandbox"})
+
+
 class LazyGroup(click.Group):
+    """Loads subcommands when used, and is the one error boundary of every subcommand: whatever
+    stops one (Redis down, a bad setting, a missing module) is said in one line naming the setting
+    and what to do, with a non-zero exit; `--debug` shows the traceback instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["handoff.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from handoff_worker.cli_errors import explain
+
+            command = " ".join(["handoff-worker", *_subcommand_path(ctx)])
+            click.echo(f"{command}: {explain(exc)}", err=True)
+            ctx.exit(1)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, (module, _, _) in COMMANDS.items() if _importable(module))
 
@@ -77,24 +105,66 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _subcommand_path(ctx: click.Context) -> list[str]:
+    """The subcommand words as typed (`config check`), for the first words of an error line."""
+    argv: list[str] = ctx.meta.get("handoff.argv", [])
+    words = [a for a in argv if not a.startswith("-")]
+    return words[:2] if words[:1] == ["config"] else words[:1]
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="handoff-worker")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="On an error, show the full traceback instead of one line.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Hand lost HubSpot deals and unqualified leads back to marketing nurture.
 
-    Settings come from the environment and `.env` (see `.env.example`).
+    Settings come from the environment and `.env` in the current folder (see `.env.example`). When
+    the environment does not set REDIS_URL, each command first says on stderr where it comes from.
     """
+    if ctx.invoked_subcommand in SELF_CONTAINED or _asks_for_help(ctx):
+        return
+    _log_to_stderr(ctx, debug)
+    from handoff_worker.errors import HandoffError
+    from handoff_worker.settings import Settings, mask_url, redis_url_origin
+
+    origin = redis_url_origin()
+    if origin is None:
+        return
+    try:
+        redis_url = mask_url(Settings.from_env().redis_url)
+    except HandoffError:
+        return  # the command itself says what is wrong with the settings
+    click.echo(f"using Redis at {redis_url} ({origin})", err=True)
+
+
+def _log_to_stderr(ctx: click.Context, debug: bool) -> None:
+    """Errors only, unless --debug: what a command gets past is its own business (its summary says
+    what failed), and what stops it is said once, by the error boundary."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    level_before = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.ERROR)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level_before)
+
+    ctx.call_on_close(restore)
+
+
+def _asks_for_help(ctx: click.Context) -> bool:
+    help_options = set(ctx.help_option_names)
+    return any(arg in help_options for arg in ctx.meta.get("handoff.argv", []))
 
 
 @click.command("settings")
 def settings_command() -> None:
-    """Print every setting in force, secrets masked. Exits 2 when a setting is invalid."""
-    from handoff_worker.errors import SettingsError
+    """Print every setting in force, secrets masked. Exits 1 when a setting is invalid."""
     from handoff_worker.settings import Settings
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = Settings.from_env()
     for name, value in settings.redacted().items():
         click.echo(f"{name:28} {value}")

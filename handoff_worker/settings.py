@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -21,6 +22,10 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m)\s*$")
+# Everything between the scheme and the LAST "@" is credentials (a password may hold an unencoded
+# "@" or "/"); the scheme part also matches typos such as "redis//" or "redis:" so they stay readable.
+_URL_CREDENTIALS_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*(?::/*|/+))?.*@", re.S)
+_URL_PASSWORD_PARAM_RE = re.compile(r"(?i)([?&;]password=)[^&;#]*")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -98,10 +103,34 @@ class Settings:
             if f.name in {"hubspot_access_token", "hubspot_client_secrets"}:
                 shown[f.name] = "(set)" if value else "(not set)"
             elif f.name == "redis_url":
-                shown[f.name] = re.sub(r"//([^@/]*)@", "//***@", str(value))
+                shown[f.name] = mask_url(value)
             else:
                 shown[f.name] = str(value)
         return shown
+
+
+def mask_url(url: str) -> str:
+    """`url` with its user name, password and any `password=` parameter replaced by `***`, even
+    when it is malformed: the only form of a URL setting that may be printed, logged or put in an
+    error message."""
+    masked = _URL_CREDENTIALS_RE.sub(lambda m: f"{m.group('scheme') or ''}***@", url, count=1)
+    return _URL_PASSWORD_PARAM_RE.sub(r"\g<1>***", masked)
+
+
+def redis_url_origin(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: str | os.PathLike[str] = ".env"
+) -> str | None:
+    """Where REDIS_URL comes from when the environment does not set it, said for a person (None when
+    the environment sets it). Run from another folder, a command finds no `.env` and would otherwise
+    talk to the default Redis without a word."""
+    if (os.environ if environ is None else environ).get("REDIS_URL", "").strip():
+        return None
+    dotenv = Path(dotenv_path).absolute()
+    if not dotenv.is_file():
+        return f"REDIS_URL is not set and there is no .env in {dotenv.parent}: the default"
+    if (dotenv_values(dotenv).get("REDIS_URL") or "").strip():
+        return f"REDIS_URL from {dotenv}"
+    return f"REDIS_URL is set neither in the environment nor in {dotenv}: the default"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -138,8 +167,46 @@ def _url(env: Mapping[str, str], name: str, default: str, *, schemes: tuple[str,
     if raw is None or raw == "":
         return default
     if not raw.startswith(tuple(f"{s}://" for s in schemes)) or raw[-3:] == "://":
-        raise SettingsError(f"{name}={raw!r} is not a {'/'.join(schemes)} URL, e.g. {name}={example}")
-    return raw.rstrip("/") if name != "REDIS_URL" else raw
+        raise SettingsError(
+            f"{name}={mask_url(raw)!r} is not a {'/'.join(schemes)} URL, e.g. {name}={example}"
+        )
+    return raw.rstrip("/")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """REDIS_URL, read here as the Redis client will read it, so a malformed one stops start-up
+    with its password masked rather than failing later inside a connection."""
+    example = "REDIS_URL=redis://localhost:6379/0 (with a password: redis://:PASSWORD@host:6379/0)"
+    raw = _get(env, "REDIS_URL")
+    if raw is None or raw == "":
+        return DEFAULT_REDIS_URL
+    shown = mask_url(raw)
+    if not raw.startswith(("redis://", "rediss://", "unix://")) or raw[-3:] == "://":
+        raise SettingsError(f"REDIS_URL={shown!r} is not a redis/rediss/unix URL, e.g. {example}")
+    problem = _redis_url_problem(raw)
+    if problem is not None:
+        # Explained from the masked URL alone; when that one reads well, the credentials are the
+        # problem, and the library's own words would quote a piece of the password.
+        problem = _redis_url_problem(shown) or (
+            "its user name or password cannot be read: percent-encode @ : / ? # % in them "
+            "(e.g. p@ss/word as p%40ss%2Fword)"
+        )
+        raise SettingsError(f"REDIS_URL={shown!r} is not a valid Redis URL: {problem}; e.g. {example}")
+    return raw
+
+
+def _redis_url_problem(url: str) -> str | None:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return str(exc).rstrip(".")
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not re.fullmatch(r"[0-9]+", database):
+        return f"the database number {database!r} is not a number (end the URL with /0 to /15)"
+    return None
 
 
 def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
@@ -191,13 +258,7 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
             example="http://127.0.0.1:8090 (the sandbox)",
         ),
         hubspot_timeout_seconds=_number(env, "HUBSPOT_TIMEOUT_SECONDS", 10.0, example="10") or 10.0,
-        redis_url=_url(
-            env,
-            "REDIS_URL",
-            DEFAULT_REDIS_URL,
-            schemes=("redis", "rediss", "unix"),
-            example=DEFAULT_REDIS_URL,
-        ),
+        redis_url=_redis_url(env),
         handoff_config=Path(_get(env, "HANDOFF_CONFIG") or "config/nurture.yaml"),
         dry_run=_bool(env, "HANDOFF_DRY_RUN", False),
         rate_limit=RateLimit.parse(

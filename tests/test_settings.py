@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from handoff_worker.errors import SettingsError
-from handoff_worker.settings import RateLimit, Settings
+from handoff_worker.settings import RateLimit, Settings, mask_url, redis_url_origin
 
 
 def load(**env: str) -> Settings:
@@ -81,3 +81,55 @@ def test_secrets_never_appear_in_repr_or_redacted() -> None:
     shown = repr(s) + str(s.redacted())
     for secret in ("pat-secret-token", "old-secret", "new-secret", "hunter2"):
         assert secret not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@localhost:6379/0", "redis://***@localhost:6379/0"),
+        ("redis://:hun@ter2@localhost:6379/0", "redis://***@localhost:6379/0"),
+        ("redis://user:hun/ter2@localhost:6379/0", "redis://***@localhost:6379/0"),
+        ("rediss://user:hunter2@redis.example.com:6380/2", "rediss://***@redis.example.com:6380/2"),
+        ("redis://localhost:6379/0?password=hunter2&db=1", "redis://localhost:6379/0?password=***&db=1"),
+        ("unix:///run/redis.sock?db=0&password=hunter2", "unix:///run/redis.sock?db=0&password=***"),
+        ("redis//:hunter2@localhost:6379/0", "redis//***@localhost:6379/0"),
+        (":hunter2@localhost:6379", "***@localhost:6379"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+    ],
+)
+def test_a_url_is_masked_however_it_is_written(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+def test_a_password_with_at_signs_is_masked_where_settings_are_shown() -> None:
+    s = load(REDIS_URL="redis://:p@ss@w0rd@localhost:6379/0")
+    assert s.redacted()["redis_url"] == "redis://***@localhost:6379/0"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis//:hunter2@localhost:6379/0",
+        "redis://:hun/ter2@localhost:6379/0",
+        "redis://:hunter2@localhost:port/0",
+        "redis://:hunter2@localhost:6379/db",
+        "http://:hunter2@localhost:6379/0",
+    ],
+)
+def test_a_malformed_redis_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load(REDIS_URL=url)
+    assert "REDIS_URL=" in str(err.value) and "e.g." in str(err.value)
+    assert "hun" not in str(err.value) and "ter2" not in str(err.value)
+
+
+def test_redis_url_origin_names_the_env_file_or_the_default(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    assert redis_url_origin({"REDIS_URL": "redis://h:6379/0"}, dotenv_path=dotenv) is None
+    assert redis_url_origin({}, dotenv_path=dotenv) == (
+        f"REDIS_URL is not set and there is no .env in {tmp_path}: the default"
+    )
+    dotenv.write_text("LOG_LEVEL=DEBUG\n")
+    assert "the default" in (redis_url_origin({}, dotenv_path=dotenv) or "")
+    dotenv.write_text("REDIS_URL=redis://h:6379/0\n")
+    assert redis_url_origin({}, dotenv_path=dotenv) == f"REDIS_URL from {dotenv}"
