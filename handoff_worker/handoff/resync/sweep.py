@@ -1,0 +1,302 @@
+"""One sweep: walk HubSpot for lost deals and unqualified leads in a window, send each on once.
+
+What the ledger says is done is skipped; the rest goes to a sink (queued for the workers, run
+inline, or only counted in a dry run). Records waiting for a reason are revisited at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import redis
+
+from handoff_worker.domain.models import ObjectType, RecordKind, SearchFilter
+from handoff_worker.domain.nurture import NurtureRules
+from handoff_worker.errors import HandoffError
+from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.handoff.resync.errors import SweepBusyError
+from handoff_worker.handoff.resync.lock import LOCK_KEY, SweepLock
+from handoff_worker.handoff.resync.walk import (
+    SEARCH_PAGE_SIZE,
+    SEARCH_RESULT_CAP,
+    all_lost_stage_ids,
+    chunk_in_filter,
+    walk_modified,
+)
+from handoff_worker.handoff.resync.window import write_watermark
+from handoff_worker.hubspot.protocol import HubSpotGateway
+
+log = logging.getLogger(__name__)
+
+
+class HandoffSink(Protocol):
+    """Where found records go: queued for a Celery worker, run inline, or only counted (dry run)."""
+
+    def deal(self, deal_id: str) -> None: ...
+
+    def contact(self, contact_id: str) -> None: ...
+
+
+def send(sink: HandoffSink, kind: RecordKind, object_id: str) -> None:
+    """The sink's entry for the record's kind."""
+    {RecordKind.DEAL: sink.deal, RecordKind.CONTACT: sink.contact}[kind](object_id)
+
+
+class DoneCheck(Protocol):
+    """The engine's ledger, asked whether a record's handoff is already complete."""
+
+    def deal_done(self, deal_id: str) -> bool: ...
+
+    def contact_done(self, contact_id: str) -> bool: ...
+
+
+class NothingDone:
+    """A ledger that knows nothing: every record is sent and the engine itself skips what is done."""
+
+    def deal_done(self, deal_id: str) -> bool:
+        return False
+
+    def contact_done(self, contact_id: str) -> bool:
+        return False
+
+
+@dataclass
+class ResyncSummary:
+    since: str = ""
+    until: str = ""
+    dry_run: bool = False
+    deals_found: int = 0
+    contacts_found: int = 0
+    already_done: int = 0
+    queued: int = 0
+    waiting_for_reason: int = 0
+    waiting_requeued: int = 0
+    escalated: int = 0
+    waiting_cleared: int = 0  # waiting records HubSpot no longer has (deleted): dropped
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return self.deals_found + self.contacts_found
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "found": self.found, "ok": self.ok}
+
+
+ProgressCallback = Callable[[ResyncSummary], None]
+
+
+@dataclass
+class ResyncRequest:
+    since: datetime
+    until: datetime
+    deal_ids: tuple[str, ...] = ()
+    include_contacts: bool = True
+    dry_run: bool = False
+
+
+class Resync:
+    """One sweep over a window. Construct with what it needs; `run` does the work."""
+
+    def __init__(
+        self,
+        gateway: HubSpotGateway,
+        rules: NurtureRules,
+        sink: HandoffSink,
+        *,
+        done: DoneCheck | None = None,
+        waiting: WaitingRevisit | None = None,
+        page_size: int = SEARCH_PAGE_SIZE,
+        result_cap: int = SEARCH_RESULT_CAP,
+    ) -> None:
+        self.gateway = gateway
+        self.rules = rules
+        self.sink = sink
+        self.done: DoneCheck = done or NothingDone()
+        self.waiting = waiting
+        self.page_size = page_size
+        self.result_cap = result_cap
+        # (kind, id) sent during the current run, so the waiting revisit does not send them again.
+        self._sent: set[tuple[RecordKind, str]] = set()
+        self._progress: ProgressCallback | None = None
+
+    def run(
+        self,
+        request: ResyncRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        lock: SweepLock | None = None,
+    ) -> ResyncSummary:
+        summary = ResyncSummary(
+            since=request.since.isoformat(), until=request.until.isoformat(), dry_run=request.dry_run
+        )
+        self._sent = set()
+        self._progress = progress
+
+        def on_page() -> None:
+            if lock is not None:
+                lock.check()
+            if progress is not None:
+                progress(summary)
+
+        try:
+            if request.deal_ids:
+                for deal_id in request.deal_ids:
+                    summary.deals_found += 1
+                    self._send(summary, RecordKind.DEAL, deal_id, request.dry_run)
+            else:
+                self._sweep_deals(summary, request, on_page)
+                if request.include_contacts and self.rules.leads.enabled:
+                    self._sweep_contacts(summary, request, on_page)
+                if self.waiting is not None:
+                    # A waiting deal whose reason was just set was modified, so the walk already
+                    # sent it: the revisit must not send it a second time in the same sweep.
+                    once = _OncePerSweep(self.sink, self._sent)
+                    self.waiting.revisit(summary, dry_run=request.dry_run, sink=once)
+        except HandoffError as exc:
+            # The walk cannot go on (HubSpot failed, or the seam check stopped it); what was
+            # queued stays queued and the watermark stays where it was.
+            summary.failed += 1
+            summary.errors.append(str(exc))
+        if progress is not None:
+            progress(summary)
+        return summary
+
+    def _sweep_deals(
+        self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
+    ) -> None:
+        lost = all_lost_stage_ids(self.gateway.deal_pipelines(), self.rules.deals)
+        if not lost:
+            summary.errors.append("no closed-lost stage in any deal pipeline: no deal to look for")
+            return
+        for deal in walk_modified(
+            self.gateway,
+            ObjectType.DEAL,
+            chunk_in_filter("dealstage", sorted(lost)),
+            since=request.since,
+            until=request.until,
+            properties=("dealstage",),
+            page_size=self.page_size,
+            result_cap=self.result_cap,
+            on_page=on_page,
+        ):
+            summary.deals_found += 1
+            self._send(summary, RecordKind.DEAL, deal.id, request.dry_run)
+
+    def _sweep_contacts(
+        self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
+    ) -> None:
+        leads = self.rules.leads
+        groups = [[SearchFilter(leads.status_property, "EQ", leads.unqualified_value)]]
+        for contact in walk_modified(
+            self.gateway,
+            ObjectType.CONTACT,
+            groups,
+            since=request.since,
+            until=request.until,
+            properties=(leads.status_property,),
+            page_size=self.page_size,
+            result_cap=self.result_cap,
+            on_page=on_page,
+        ):
+            summary.contacts_found += 1
+            self._send(summary, RecordKind.CONTACT, contact.id, request.dry_run)
+
+    def _send(self, summary: ResyncSummary, kind: RecordKind, object_id: str, dry_run: bool) -> None:
+        is_done = {RecordKind.DEAL: self.done.deal_done, RecordKind.CONTACT: self.done.contact_done}[kind]
+        if is_done(object_id):
+            summary.already_done += 1
+            return
+        self._sent.add((kind, object_id))
+        if dry_run:
+            summary.queued += 1  # would be queued
+            return
+        try:
+            send(self.sink, kind, object_id)
+        except Exception as exc:
+            summary.failed += 1
+            summary.errors.append(f"{kind} {object_id}: {exc}")
+            log.warning("resync could not hand off %s %s: %s", kind, object_id, exc)
+        else:
+            summary.queued += 1
+        if self._progress is not None:
+            self._progress(summary)  # throttled by the callback; inline handoffs can be slow
+
+
+class _OncePerSweep:
+    """Passes a record on unless this sweep already sent it."""
+
+    def __init__(self, sink: HandoffSink, sent: set[tuple[RecordKind, str]]) -> None:
+        self.sink = sink
+        self.sent = sent
+
+    def deal(self, deal_id: str) -> None:
+        self._once(RecordKind.DEAL, deal_id)
+
+    def contact(self, contact_id: str) -> None:
+        self._once(RecordKind.CONTACT, contact_id)
+
+    def _once(self, kind: RecordKind, object_id: str) -> None:
+        if (kind, object_id) not in self.sent:
+            self.sent.add((kind, object_id))
+            send(self.sink, kind, object_id)
+
+
+class WaitingRevisit(Protocol):
+    """Deals waiting for a lost reason: re-run those that now have one, escalate overdue ones."""
+
+    def revisit(self, summary: ResyncSummary, *, dry_run: bool, sink: HandoffSink) -> None: ...
+
+
+class LedgerDoneCheck:
+    """The engine's ledger: a record whose latest loss was handed off in full is not queued again."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def deal_done(self, deal_id: str) -> bool:
+        return self.ledger.is_complete(RecordKind.DEAL, deal_id)
+
+    def contact_done(self, contact_id: str) -> bool:
+        return self.ledger.is_complete(RecordKind.CONTACT, contact_id)
+
+
+def run_locked(
+    client: redis.Redis,
+    resync: Resync,
+    request: ResyncRequest,
+    *,
+    wait_seconds: float = 0.0,
+    advance_watermark: bool = False,
+    progress: ProgressCallback | None = None,
+    lock_ttl_seconds: float = 60.0,
+) -> ResyncSummary:
+    """Run one sweep under the cross-host lock. Raises SweepBusyError when another sweep runs.
+
+    With `advance_watermark`, a sweep that finished without failures moves the watermark to its
+    window's end; a failed sweep leaves it, so the next one covers the same ground again.
+    """
+    if request.dry_run:
+        # A dry run changes nothing, not even the lock, so it can run beside a real sweep.
+        return resync.run(request, progress=progress)
+    lock = SweepLock(client, ttl_seconds=lock_ttl_seconds)
+    if not lock.acquire(wait_seconds=wait_seconds):
+        raise SweepBusyError(
+            f"another resync is running (lock {LOCK_KEY} is held); it covers the same deals. "
+            "Wait for it, or pass --wait SECONDS to queue behind it."
+        )
+    with lock:
+        summary = resync.run(request, progress=progress, lock=lock)
+        lock.check()
+        if summary.ok and advance_watermark:
+            write_watermark(client, request.until)
+    return summary
