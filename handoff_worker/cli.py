@@ -79,9 +79,23 @@ class LazyGroup(click.Group):
                 raise
             from handoff_worker.cli_errors import explain
 
-            command = " ".join(["handoff-worker", *_subcommand_path(ctx)])
+            command = " ".join(["handoff-worker", *self._command_words(ctx)])
             click.echo(f"{command}: {explain(exc)}", err=True)
             ctx.exit(1)
+
+    def _command_words(self, ctx: click.Context) -> list[str]:
+        """The (sub)command names as typed, e.g. `config check`, to start an error line with."""
+        words: list[str] = []
+        group: click.Group = self
+        for arg in ctx.meta.get("handoff.argv", []):
+            command = None if arg.startswith("-") else group.get_command(ctx, arg)
+            if command is None:
+                continue
+            words.append(arg)
+            if not isinstance(command, click.Group):
+                break
+            group = command
+        return words
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, (module, _, _) in COMMANDS.items() if _importable(module))
@@ -103,13 +117,6 @@ class LazyGroup(click.Group):
 
 def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-def _subcommand_path(ctx: click.Context) -> list[str]:
-    """The subcommand words as typed (`config check`), for the first words of an error line."""
-    argv: list[str] = ctx.meta.get("handoff.argv", [])
-    words = [a for a in argv if not a.startswith("-")]
-    return words[:2] if words[:1] == ["config"] else words[:1]
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,7 +26,7 @@ def explain(exc: Exception) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         return _missing_module(exc.name)
     text = _scrub(str(exc), settings) or "(no message)"
-    return f"unexpected error: {type(exc).__name__}: {text}. This is a bug: report it with what {DEBUG_HINT}"
+    return f"stopped by an unexpected {type(exc).__name__}: {text} ({DEBUG_HINT}; please report it)"
 
 
 def _redis_failure(exc: BaseException, settings: Settings | None) -> str:
