@@ -110,6 +110,7 @@ def sandbox(_sandbox_server: object) -> object:
     from handoff_worker.sandbox.webhooks import DEFAULT_CLIENT_SECRET, DEFAULT_WATCHED
 
     assert isinstance(_sandbox_server, SandboxServer)
+    _sandbox_server.accept_connections()  # in case a test ended while connections were refused
     _sandbox_server.control.configure(
         webhook_url=None,
         client_secret=DEFAULT_CLIENT_SECRET,

@@ -15,9 +15,11 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from handoff_worker.sandbox.control import control_blueprint
-from handoff_worker.sandbox.errors import HubSpotError, batch_error, validation_error
-from handoff_worker.sandbox.limits import AccountLimits, Faults
-from handoff_worker.sandbox.portal import Portal, iso_from_ms
+from handoff_worker.sandbox.errors import SandboxApiError, batch_error, validation_error
+from handoff_worker.sandbox.faults import ConnectionSwitch, Faults, InjectedAnswer
+from handoff_worker.sandbox.limits import AccountLimits
+from handoff_worker.sandbox.portal import Portal
+from handoff_worker.sandbox.records import iso_from_ms
 from handoff_worker.sandbox.search import search
 from handoff_worker.sandbox.webhooks import WebhookDispatcher, WebhookSettings
 
@@ -42,8 +44,13 @@ class Sandbox:
     faults: Faults = field(default_factory=Faults)
     webhooks: WebhookDispatcher = field(default_factory=lambda: WebhookDispatcher(WebhookSettings()))
     access_token: str | None = None
+    connections: ConnectionSwitch | None = None  # set by the server that can refuse connections
     requests_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_REQUEST_LOG))
     log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.portal.write_faults is None:
+            self.portal.write_faults = self.faults
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.log_lock:
@@ -78,8 +85,8 @@ def _error_body(status: int, category: str, message: str) -> dict[str, Any]:
 
 
 def _install_gatekeeping(app: Flask, sandbox: Sandbox) -> None:
-    @app.errorhandler(HubSpotError)
-    def hubspot_error(error: HubSpotError) -> Response:
+    @app.errorhandler(SandboxApiError)
+    def api_error(error: SandboxApiError) -> Response:
         return json_response(error.body(), error.status)
 
     @app.before_request
@@ -93,7 +100,7 @@ def _install_gatekeeping(app: Flask, sandbox: Sandbox) -> None:
         delay = sandbox.faults.latency_s(request.path)
         if delay:
             time.sleep(delay)
-        injected = sandbox.faults.injected_status(request.method, request.path)
+        injected = sandbox.faults.injected(request.method, request.path)
         if injected is not None:
             return _injected_failure(sandbox, injected)
         is_search = request.path.endswith("/search")
@@ -108,6 +115,7 @@ def _install_gatekeeping(app: Flask, sandbox: Sandbox) -> None:
         for name, value in getattr(g, "limit_headers", {}).items():
             response.headers.setdefault(name, value)
         if not request.path.startswith(CONTROL_PREFIX):
+            _after_answer(sandbox)
             sandbox.record(
                 {
                     "method": request.method,
@@ -160,7 +168,23 @@ def _rate_limited(policy: str, headers: dict[str, str], retry_after_s: int | Non
     return response
 
 
-def _injected_failure(sandbox: Sandbox, status: int) -> Response:
+def _after_answer(sandbox: Sandbox) -> None:
+    """Fire the faults that trigger once a request is answered, before the client reads the answer."""
+    due = sandbox.faults.after_answer(request.method, request.path)
+    for deletion in due.deletions:
+        if sandbox.portal.exists(deletion.object_type, deletion.object_id):
+            sandbox.webhooks.publish(
+                sandbox.portal.delete(deletion.object_type, deletion.object_id, "CRM_UI")
+            )
+    if due.refusal is not None and sandbox.connections is not None:
+        # Every answer closes its connection, so the client's next request needs a new one.
+        sandbox.connections.refuse_connections(due.refusal.seconds)
+
+
+def _injected_failure(sandbox: Sandbox, injected: InjectedAnswer) -> Response:
+    status = injected.status
+    if injected.body is not None:
+        return json_response(injected.body, status)
     if status == 429:
         retry_after = sandbox.faults.settings.retry_after_s
         return _rate_limited("TEN_SECONDLY_ROLLING", {}, retry_after)
@@ -326,7 +350,7 @@ def _install_associations(app: Flask, sandbox: Sandbox) -> None:
     @app.get("/crm/v4/objects/<from_type>/<from_id>/associations/<to_type>")
     def list_associations(from_type: str, from_id: str, to_type: str) -> Response:
         if not portal.exists(from_type, from_id):
-            raise HubSpotError(404, "OBJECT_NOT_FOUND", f"{from_type} {from_id} does not exist.")
+            raise SandboxApiError(404, "OBJECT_NOT_FOUND", f"{from_type} {from_id} does not exist.")
         limit = min(int(request.args.get("limit", 500)), 500)
         after = int(request.args.get("after") or 0)
         linked = portal.associated_ids(from_type, from_id, to_type)
@@ -387,7 +411,7 @@ def _install_automation(app: Flask, sandbox: Sandbox) -> None:
     def flow(flow_id: str) -> Response:
         match = next((f for f in portal.flows() if f["id"] == flow_id), None)
         if match is None:
-            raise HubSpotError(404, "OBJECT_NOT_FOUND", f"Flow {flow_id} does not exist.")
+            raise SandboxApiError(404, "OBJECT_NOT_FOUND", f"Flow {flow_id} does not exist.")
         return json_response(match)
 
     @app.post("/automation/v4/workflow-id-mappings/batch/read")

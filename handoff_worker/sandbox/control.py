@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, request
 
 from handoff_worker.sandbox.errors import validation_error
-from handoff_worker.sandbox.limits import FaultSettings
+from handoff_worker.sandbox.faults import FaultSettings
 
 if TYPE_CHECKING:
     from handoff_worker.sandbox.app import Sandbox
@@ -93,9 +93,14 @@ def _state_routes(blueprint: Blueprint, sandbox: Sandbox) -> None:
     @blueprint.put("/faults")
     def set_faults() -> Response:
         try:
-            sandbox.faults.set(FaultSettings.from_json(_body()))
+            settings = FaultSettings.from_json(_body())
         except TypeError as exc:
             raise validation_error(f"fault settings: {exc}") from exc
+        if settings.refuse_connections_after and sandbox.connections is None:
+            raise validation_error(
+                "refuse_connections_after needs the sandbox served by SandboxServer (handoff-worker sandbox)."
+            )
+        sandbox.faults.set(settings)
         return _json(sandbox.faults.describe())
 
     @blueprint.delete("/faults")

@@ -6,8 +6,11 @@ import uuid
 from typing import Any
 
 
-class HubSpotError(Exception):
-    """An API error HubSpot would answer with `status` and a JSON body in its error shape."""
+class SandboxApiError(Exception):
+    """An API error the sandbox answers as HubSpot would: `status` and a JSON body in HubSpot's shape.
+
+    Named apart from the gateway's `HubSpotError`: this is the other side of the wire.
+    """
 
     def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -26,12 +29,12 @@ class HubSpotError(Exception):
         }
 
 
-def not_found(message: str) -> HubSpotError:
-    return HubSpotError(404, "OBJECT_NOT_FOUND", message)
+def not_found(message: str) -> SandboxApiError:
+    return SandboxApiError(404, "OBJECT_NOT_FOUND", message)
 
 
-def validation_error(message: str, **extra: Any) -> HubSpotError:
-    return HubSpotError(400, "VALIDATION_ERROR", message, **extra)
+def validation_error(message: str, **extra: Any) -> SandboxApiError:
+    return SandboxApiError(400, "VALIDATION_ERROR", message, **extra)
 
 
 def batch_error(category: str, message: str, ids: list[str]) -> dict[str, Any]:

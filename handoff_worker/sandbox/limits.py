@@ -1,14 +1,12 @@
-"""Rate limits HubSpot enforces per account, and faults the sandbox injects on purpose."""
+"""Rate limits HubSpot enforces per account (faults injected on purpose are in faults.py)."""
 
 from __future__ import annotations
 
-import random
 import re
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 
 def parse_rate(text: str) -> tuple[int, float]:
@@ -80,79 +78,3 @@ class AccountLimits:
             "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(self.daily_limit - self.daily_used, 0)),
         }
-
-
-@dataclass
-class FailNext:
-    """Deterministic faults: the next `count` requests under `path_prefix` answer `status`."""
-
-    count: int
-    status: int
-    path_prefix: str = "/"
-    method: str | None = None
-
-
-@dataclass
-class FaultSettings:
-    rate_limit_share: float = 0.0  # share of requests answered 429 TEN_SECONDLY_ROLLING
-    server_error_share: float = 0.0  # share answered 502 or 503
-    latency_ms: int = 0
-    unreachable: bool = False  # close the connection without answering
-    retry_after_s: int | None = None  # a Retry-After header on injected 429s
-    path_prefixes: list[str] = field(default_factory=list)  # empty: every API path
-    fail_next: list[FailNext] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> FaultSettings:
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "fail_next"}
-        settings = cls(**known)
-        settings.fail_next = [FailNext(**item) for item in raw.get("fail_next", [])]
-        return settings
-
-
-class Faults:
-    """Decides, per request, whether to misbehave. Seeded random so drills can be replayed."""
-
-    def __init__(self, seed: int | None = None) -> None:
-        self._lock = threading.Lock()
-        self._random = random.Random(seed)
-        self.settings = FaultSettings()
-
-    def set(self, settings: FaultSettings) -> None:
-        with self._lock:
-            self.settings = settings
-
-    def clear(self) -> None:
-        self.set(FaultSettings())
-
-    def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return asdict(self.settings)
-
-    def _applies(self, path: str) -> bool:
-        prefixes = self.settings.path_prefixes
-        return not prefixes or any(path.startswith(p) for p in prefixes)
-
-    def unreachable(self, path: str) -> bool:
-        with self._lock:
-            return self.settings.unreachable and self._applies(path)
-
-    def latency_s(self, path: str) -> float:
-        with self._lock:
-            return self.settings.latency_ms / 1000 if self._applies(path) else 0.0
-
-    def injected_status(self, method: str, path: str) -> int | None:
-        """The status to answer instead of the real one, or None to behave."""
-        with self._lock:
-            for rule in self.settings.fail_next:
-                if rule.count > 0 and path.startswith(rule.path_prefix) and rule.method in (None, method):
-                    rule.count -= 1
-                    return rule.status
-            if not self._applies(path):
-                return None
-            roll = self._random.random()
-            if roll < self.settings.rate_limit_share:
-                return 429
-            if roll < self.settings.rate_limit_share + self.settings.server_error_share:
-                return self._random.choice((502, 503))
-            return None

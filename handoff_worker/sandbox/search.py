@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from handoff_worker.sandbox.errors import validation_error
-from handoff_worker.sandbox.portal import CrmObject, Portal, ms_from_value
+from handoff_worker.sandbox.portal import Portal
+from handoff_worker.sandbox.records import StoredRecord, ms_from_value
 
 MAX_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
@@ -54,13 +55,13 @@ def _check_limits(groups: list[dict[str, Any]], limit: int, after: int, sorts: l
         raise validation_error("Only one sort is supported.")
 
 
-def _matches_any(obj: CrmObject, groups: list[dict[str, Any]], kinds: dict[str, str]) -> bool:
+def _matches_any(obj: StoredRecord, groups: list[dict[str, Any]], kinds: dict[str, str]) -> bool:
     if not groups:
         return True
     return any(all(_matches(obj, f, kinds) for f in g.get("filters", [])) for g in groups)
 
 
-def _matches(obj: CrmObject, search_filter: dict[str, Any], kinds: dict[str, str]) -> bool:
+def _matches(obj: StoredRecord, search_filter: dict[str, Any], kinds: dict[str, str]) -> bool:
     name = search_filter.get("propertyName", "")
     operator = search_filter.get("operator", "EQ")
     actual = obj.value(name)
@@ -125,7 +126,7 @@ def _contains_token(actual: str, token: str) -> bool:
     return any(re.fullmatch(pattern, word) for word in re.split(r"[\s@.,;:_\-]+", actual.lower()))
 
 
-def _sort(objects: list[CrmObject], sorts: list[Any], kinds: dict[str, str]) -> None:
+def _sort(objects: list[StoredRecord], sorts: list[Any], kinds: dict[str, str]) -> None:
     if not sorts:
         objects.sort(key=lambda o: int(o.id) if o.id.isdigit() else 0)
         return
@@ -136,7 +137,7 @@ def _sort(objects: list[CrmObject], sorts: list[Any], kinds: dict[str, str]) -> 
         name, descending = spec.get("propertyName", "hs_object_id"), spec.get("direction") == "DESCENDING"
     numeric = kinds.get(name) in NUMERIC_TYPES
 
-    def key(obj: CrmObject) -> tuple[int, Any, int]:
+    def key(obj: StoredRecord) -> tuple[int, Any, int]:
         value = obj.value(name)
         converted = _to_number(value) if numeric else _to_text(value)
         tie_break = int(obj.id) if obj.id.isdigit() else 0

@@ -20,6 +20,7 @@ from handoff_worker.sandbox.webhooks import (
 )
 
 DEFAULT_SEED = "default"
+SERVE_POLL_S = 0.05  # how soon the serving loop notices it is told to stop
 
 
 class _FaultAwareHandler(WSGIRequestHandler):
@@ -65,12 +66,28 @@ class SandboxServer:
 
     def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sandbox = sandbox
-        self._server: BaseWSGIServer = make_server(
-            host, port, create_app(sandbox), threaded=True, request_handler=_FaultAwareHandler
-        )
-        self.url = f"http://{host}:{self._server.server_port}"
+        self._app = create_app(sandbox)
+        self._host = host
+        self._server = self._listen(port)
+        self._port = self._server.server_port
+        self.url = f"http://{host}:{self._port}"
         self.control = SandboxControl(self.url)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-http", daemon=True)
+        self._thread = self._serving_thread()
+        self._switch = threading.Lock()
+        self._refusing = False
+        self._reopen_timer: threading.Timer | None = None
+        sandbox.connections = self
+
+    def _listen(self, port: int) -> BaseWSGIServer:
+        return make_server(self._host, port, self._app, threaded=True, request_handler=_FaultAwareHandler)
+
+    def _serving_thread(self) -> threading.Thread:
+        return threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_S},
+            name="sandbox-http",
+            daemon=True,
+        )
 
     @classmethod
     def start(
@@ -103,10 +120,43 @@ class SandboxServer:
         self._thread.join()
 
     def stop(self) -> None:
+        self.accept_connections()
         self._server.shutdown()
         self._server.server_close()
         self.sandbox.webhooks.stop()
         self.control.close()
+
+    def refuse_connections(self, seconds: float | None = None) -> None:
+        """Stop listening: connections are refused, as when HubSpot cannot be reached at all.
+
+        A client then fails before sending anything. Lasts `seconds`, or until accept_connections()
+        (the control API is unreachable meanwhile, so it comes back only from this process).
+        """
+        with self._switch:
+            if self._refusing:
+                return
+            self._refusing = True
+            # The loop stops within SERVE_POLL_S; only a closed socket refuses (a listening one
+            # would queue the connection and leave the client waiting for an answer instead).
+            self._server.shutdown()
+            self._server.server_close()
+            if seconds is not None:
+                self._reopen_timer = threading.Timer(seconds, self.accept_connections)
+                self._reopen_timer.daemon = True
+                self._reopen_timer.start()
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port after refuse_connections(); nothing when already listening."""
+        with self._switch:
+            if self._reopen_timer is not None:
+                self._reopen_timer.cancel()
+                self._reopen_timer = None
+            if not self._refusing:
+                return
+            self._server = self._listen(self._port)
+            self._thread = self._serving_thread()
+            self._thread.start()
+            self._refusing = False
 
 
 @dataclass
@@ -164,6 +214,52 @@ class SandboxControl:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
+
+    def add_faults(self, **rules: list[dict[str, Any]]) -> dict[str, Any]:
+        """Add rules to the faults already set (set_faults replaces them all)."""
+        current: dict[str, Any] = self._call("GET", "/faults")
+        for name, added in rules.items():
+            current[name] = [*current.get(name, []), *added]
+        return self.set_faults(**current)
+
+    def fail_call(
+        self,
+        nth: int,
+        status: int,
+        path_prefix: str = "/",
+        method: str | None = None,
+        body: Any = None,
+        count: int = 1,
+    ) -> None:
+        """The `nth` matching request from now (and `count` - 1 after it) answers `status` / `body`."""
+        rule = {"count": count, "status": status, "path_prefix": path_prefix, "method": method}
+        self.add_faults(fail_next=[{**rule, "skip": nth - 1, "body": body}])
+
+    def ignore_writes(
+        self,
+        object_type: str,
+        property_name: str,
+        object_id: str | None = None,
+        value: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        """API writes of the property answer success and change nothing (every one unless `count`)."""
+        rule = {"object_type": object_type, "property": property_name, "object_id": object_id}
+        self.add_faults(ignore_writes=[{**rule, "value": value, "count": count}])
+
+    def delete_after(
+        self, object_type: str, object_id: str, path_prefix: str, method: str | None = None, after: int = 1
+    ) -> None:
+        """Delete the record (as a rep) once the `after`-th matching request from now is answered."""
+        rule = {"object_type": object_type, "object_id": object_id, "path_prefix": path_prefix}
+        self.add_faults(delete_after=[{**rule, "method": method, "after": after}])
+
+    def refuse_connections_after(
+        self, path_prefix: str, method: str | None = None, after: int = 1, seconds: float | None = None
+    ) -> None:
+        """Refuse connections once the `after`-th matching request is answered (see SandboxServer)."""
+        rule = {"path_prefix": path_prefix, "method": method, "after": after, "seconds": seconds}
+        self.add_faults(refuse_connections_after=[rule])
 
     # acting as a sales rep
     def rep_create(

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from handoff_worker.sandbox.portal import SINGULAR, Change
+from handoff_worker.sandbox.records import SINGULAR, Change
 
 MAX_EVENTS_PER_REQUEST = 99  # HubSpot sends fewer than 100 events per request
 DELIVERY_TIMEOUT_S = 5.0

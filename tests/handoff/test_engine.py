@@ -255,17 +255,9 @@ def test_partial_batch_failure_207_fails_only_those_contacts(hub: Any, engine: H
     deal = new_deal(hub, [gone, "3006"])
     hub.control.lose_deal(deal, "Pricing")
     engine.pipelines.catalog(engine.rules_source()[0].deals)
-    # The contact is deleted after the engine read it: the clear answers 207 for it alone.
-    original = engine.gateway.batch_update_contacts
-    deleted = threading.Event()
-
-    def delete_first(updates: Any) -> Any:
-        if not deleted.is_set():
-            deleted.set()
-            hub.control.rep_delete("contacts", gone)
-        return original(updates)
-
-    engine.gateway.batch_update_contacts = delete_first  # type: ignore[method-assign]
+    # The contact is deleted after the engine read it and its other deals, before the clear:
+    # the clear answers 207 for it alone.
+    hub.control.delete_after("contacts", gone, path_prefix="/crm/v4/associations/contacts/deals/batch/read")
     report = engine.handoff_deal(deal)
     assert report.contacts[gone].outcome == "failed"
     assert "OBJECT_NOT_FOUND" in report.contacts[gone].failures[0]
@@ -274,15 +266,9 @@ def test_partial_batch_failure_207_fails_only_those_contacts(hub: Any, engine: H
 
 def test_lifecycle_that_does_not_stick_is_retried_once_then_reported(hub: Any, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
-    original = engine.gateway.batch_update_contacts
-
-    # What HubSpot was seen doing: a write answered with success that changes nothing. Here the
-    # clear of 3001 never reaches the sandbox, so its forward-only rule keeps "opportunity".
-    def swallow_clear_of_3001(updates: Any) -> Any:
-        kept = {cid: p for cid, p in updates.items() if not (cid == "3001" and p == {"lifecyclestage": ""})}
-        return original(kept)
-
-    engine.gateway.batch_update_contacts = swallow_clear_of_3001  # type: ignore[method-assign]
+    # What HubSpot was seen doing: a write answered with success that changes nothing. Here every
+    # clear of 3001 is such a write, so the forward-only rule keeps "opportunity".
+    hub.control.ignore_writes("contacts", "lifecyclestage", object_id="3001", value="")
     report = engine.handoff_deal("2001")
     assert report.contacts["3001"].outcome == "failed"
     assert "stayed 'opportunity'" in report.contacts["3001"].failures[0]

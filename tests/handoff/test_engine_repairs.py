@@ -3,8 +3,6 @@ dead letters dropped once their cause is gone. Sandbox over HTTP, real SDK gatew
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from socket import socket
 from typing import Any
 
 import pytest
@@ -12,8 +10,6 @@ import pytest
 from handoff_worker.errors import PermanentHubSpotError, RequestNotSentError
 from handoff_worker.handoff.deadletter import list_failures
 from handoff_worker.handoff.engine import HandoffEngine
-from handoff_worker.hubspot.gateway import build_gateway
-from handoff_worker.settings import Settings
 
 CONTACTS_UPDATE = "/crm/v3/objects/contacts/batch/update"
 
@@ -23,19 +19,9 @@ def stage(hub: Any, contact_id: str) -> str | None:
     return found
 
 
-def fail_updates_after_the_clear(hub: Any, engine: HandoffEngine, refusals: int) -> None:
+def fail_updates_after_the_clear(hub: Any, refusals: int) -> None:
     """Let the clear through, then have HubSpot refuse the next `refusals` contact writes."""
-    original = engine.gateway.batch_update_contacts
-    calls = 0
-
-    def refuse_after_first(updates: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            hub.control.fail_next(refusals, 400, path_prefix=CONTACTS_UPDATE)
-        return original(updates)
-
-    engine.gateway.batch_update_contacts = refuse_after_first  # type: ignore[method-assign]
+    hub.control.fail_call(2, 400, path_prefix=CONTACTS_UPDATE, count=refusals)
 
 
 def test_refused_set_with_markers_still_moves_the_stage_alone(hub: Any, engine: HandoffEngine) -> None:
@@ -52,7 +38,7 @@ def test_refused_set_moves_the_stage_alone_when_only_markers_were_refused(
     hub: Any, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
-    fail_updates_after_the_clear(hub, engine, refusals=1)  # the set with markers is refused
+    fail_updates_after_the_clear(hub, refusals=1)  # the set with markers is refused
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
     assert stage(hub, "3001") == "lead" and stage(hub, "3002") == "lead"
@@ -61,7 +47,7 @@ def test_refused_set_moves_the_stage_alone_when_only_markers_were_refused(
 def test_stage_refused_twice_is_written_back_not_left_blank(hub: Any, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     before = {cid: stage(hub, cid) for cid in ("3001", "3002")}
-    fail_updates_after_the_clear(hub, engine, refusals=2)  # the set, then the stage alone
+    fail_updates_after_the_clear(hub, refusals=2)  # the set, then the stage alone
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
     assert {cid: stage(hub, cid) for cid in before} == before
@@ -70,7 +56,7 @@ def test_stage_refused_twice_is_written_back_not_left_blank(hub: Any, engine: Ha
 
 def test_stage_that_cannot_be_written_back_is_reported(hub: Any, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
-    fail_updates_after_the_clear(hub, engine, refusals=3)  # the set, the stage alone, the write-back
+    fail_updates_after_the_clear(hub, refusals=3)  # the set, the stage alone, the write-back
     report = engine.handoff_deal("2001")
     assert any("left blank" in e and "set this contact's lifecycle stage" in e for e in report.errors)
 
@@ -92,24 +78,14 @@ def test_failed_owner_task_still_marks_the_record_waiting(hub: Any, engine: Hand
     assert waiting is not None and waiting.loss_id == "deal:2001:1"
 
 
-def unused_port() -> int:
-    with socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def test_owner_task_never_sent_may_be_created_on_the_rerun(
-    hub: Any, engine: HandoffEngine, settings_for: Callable[..., Settings]
-) -> None:
+def test_owner_task_never_sent_may_be_created_on_the_rerun(hub: Any, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", None)
-    nowhere = build_gateway(settings_for(HUBSPOT_BASE_URL=f"http://127.0.0.1:{unused_port()}"))
-    real_create = engine.gateway.create_task
-    engine.gateway.create_task = nowhere.create_task  # type: ignore[method-assign]
+    # HubSpot becomes unreachable once the engine has read the stages, before the task is sent.
+    hub.control.refuse_connections_after("/crm/v3/pipelines/deals")
     with pytest.raises(RequestNotSentError):
         engine.handoff_deal("2001")
     assert engine.ledger.owner_task("deal:2001:1") is None
-    engine.gateway.create_task = real_create  # type: ignore[method-assign]
+    hub.accept_connections()
     report = engine.handoff_deal("2001")
     assert report.owner_task and report.owner_task != "intent"
     assert len(hub.control.associated_ids("deals", "2001", "tasks")) == 1

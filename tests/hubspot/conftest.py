@@ -23,6 +23,7 @@ def hub_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def hub(hub_server: SandboxServer) -> SandboxServer:
     """The sandbox, reset to `gateway_seed()` with a generous rate limit and no faults."""
+    hub_server.accept_connections()  # in case a test ended while connections were refused
     hub_server.control.configure(rate_limit="100000/10s", daily_limit=500_000, search_per_second=1000)
     hub_server.control.reset(gateway_seed())
     return hub_server

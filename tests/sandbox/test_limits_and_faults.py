@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -91,6 +92,87 @@ def test_unreachable_drops_the_connection(sandbox: Any) -> None:
     assert (
         requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5).status_code == 200
     )
+
+
+def test_fail_call_fails_the_nth_matching_request_with_the_given_body(sandbox: Any) -> None:
+    deal = f"{sandbox.url}/crm/v3/objects/deals/2001"
+    body = {"status": "error", "category": "VALIDATION_ERROR", "message": "chosen by the test"}
+    sandbox.control.fail_call(2, 400, path_prefix="/crm/v3/objects/deals", method="GET", body=body)
+    requests.get(f"{sandbox.url}/crm/v3/objects/contacts/3001", headers=AUTH, timeout=5)  # not counted
+    answers = [requests.get(deal, headers=AUTH, timeout=5) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 400, 200]
+    assert answers[1].json() == body
+
+
+def test_fault_rules_add_up_and_unknown_keys_are_refused(sandbox: Any) -> None:
+    sandbox.control.fail_call(1, 502, path_prefix="/crm/v3/objects/deals")
+    sandbox.control.fail_call(1, 503, path_prefix="/crm/v3/objects/contacts")
+    deal = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
+    contact = requests.get(f"{sandbox.url}/crm/v3/objects/contacts/3001", headers=AUTH, timeout=5)
+    assert (deal.status_code, contact.status_code) == (502, 503)
+    with pytest.raises(RuntimeError, match=r"unknown keys \['fail_nth'\]"):
+        sandbox.control.set_faults(fail_nth=[])
+
+
+def test_ignored_write_answers_success_and_changes_nothing(client: HubSpot, sandbox: Any) -> None:
+    sandbox.control.ignore_writes("contacts", "firstname", object_id="3001", value="Ignored", count=1)
+    update = {
+        "inputs": [
+            {"id": "3001", "properties": {"firstname": "Ignored", "lastname": "Written"}},
+            {"id": "3002", "properties": {"firstname": "Ignored"}},
+        ]
+    }
+    before = sandbox.control.object("contacts", "3001")["properties"]["firstname"]
+    answer = client.crm.contacts.batch_api.update(update)
+    assert answer.status == "COMPLETE"
+    assert {r.id: r.properties["firstname"] for r in answer.results} == {"3001": before, "3002": "Ignored"}
+    first = sandbox.control.object("contacts", "3001")["properties"]
+    assert (first["firstname"], first["lastname"]) == (before, "Written")
+    assert sandbox.control.object("contacts", "3002")["properties"]["firstname"] == "Ignored"
+    client.crm.contacts.batch_api.update(update)  # count spent: written now
+    assert sandbox.control.object("contacts", "3001")["properties"]["firstname"] == "Ignored"
+
+
+def test_rep_edits_are_never_ignored(sandbox: Any) -> None:
+    sandbox.control.ignore_writes("contacts", "firstname")
+    sandbox.control.rep_update("contacts", "3001", {"firstname": "By hand"})
+    assert sandbox.control.object("contacts", "3001")["properties"]["firstname"] == "By hand"
+
+
+def test_record_deleted_after_the_nth_matching_request(sandbox: Any) -> None:
+    contact = f"{sandbox.url}/crm/v3/objects/contacts/3001"
+    sandbox.control.delete_after("contacts", "3001", path_prefix="/crm/v3/objects/contacts/3001", after=2)
+    assert requests.get(contact, headers=AUTH, timeout=5).status_code == 200
+    assert requests.get(contact, headers=AUTH, timeout=5).status_code == 200  # answered, then deleted
+    assert requests.get(contact, headers=AUTH, timeout=5).status_code == 404
+    assert sandbox.control.associated_ids("deals", "2001", "contacts") == ["3002"]
+    assert any(c["property"] == "deleted" and c["objectId"] == "3001" for c in sandbox.control.changes())
+
+
+def test_refused_connections_fail_before_sending_until_accepted_again(sandbox: Any) -> None:
+    sandbox.control.refuse_connections_after("/crm/v3/objects/deals/2001")
+    assert requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5).ok
+    with pytest.raises(requests.ConnectionError, match="refused"):
+        requests.get(f"{sandbox.url}/crm/v3/objects/contacts/3001", headers=AUTH, timeout=5)
+    sandbox.accept_connections()
+    assert requests.get(f"{sandbox.url}/crm/v3/objects/contacts/3001", headers=AUTH, timeout=5).ok
+    assert [r["path"] for r in sandbox.control.requests()] == [
+        "/crm/v3/objects/deals/2001",
+        "/crm/v3/objects/contacts/3001",
+    ]
+
+
+def test_refused_connections_come_back_after_the_given_seconds(sandbox: Any) -> None:
+    sandbox.control.refuse_connections_after("/crm/v3/objects/deals", seconds=0.2)
+    requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
+    answer = None
+    for _ in range(100):  # polls: the test asserts that it comes back, not when
+        try:
+            answer = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
+            break
+        except requests.ConnectionError:
+            threading.Event().wait(0.05)
+    assert answer is not None and answer.ok
 
 
 def test_requests_are_recorded_with_body_and_status(client: HubSpot, sandbox: Any) -> None:
