@@ -34,7 +34,8 @@ from werkzeug.wrappers import Request, Response
 
 from bench.drills_corpus import build_corpus
 from bench.drills_portal import Stream, Verdict, check, lose, plan_stream, seed_stream
-from bench.drills_stack import CLIENT_SECRET, ROOT, Stack, StackConfig, free_port, wait_until
+from bench.drills_stack import CLIENT_SECRET, ROOT, Stack, StackConfig
+from handoff_worker.testing import free_port, wait_until
 
 SETTLE_SECONDS = 4.0  # quiet time after convergence in which a late duplicate would show
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +21,7 @@ import requests
 
 from handoff_worker.celery_app import HANDOFF_QUEUE
 from handoff_worker.sandbox.testing import SandboxServer
+from handoff_worker.testing import children_of, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,21 +33,6 @@ WEBHOOK_PATH = "/webhooks/hubspot"
 SHORT_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 5.0, 5.0, 5.0)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(every)
-
-
 def rss_kib(pid: int) -> int:
     """Resident memory of one process (VmRSS from /proc), 0 when it is gone."""
     try:
@@ -59,21 +42,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         return 0
     return 0
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces: the parent pid is the second field after its ")".
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def _stop(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> None:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.drills_portal import SHIPPED_RULES, PlannedDeal, Stream, check, lose, plan_stream, seed_stream
-from bench.drills_stack import Stack, StackConfig, rss_kib, wait_until
+from bench.drills_stack import Stack, StackConfig, rss_kib
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.settings import RateLimit
+from handoff_worker.testing import wait_until
 
 FINAL_OUTCOMES = {"handed_off", "waiting_for_reason", "not_lost", "partial_failure"}
 

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from handoff_worker.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-0000"
@@ -55,12 +56,6 @@ class LevelResult:
     wall: float = 0.0
     generator_cpu: float = 0.0  # CPU seconds of this process (the load generator)
     server_cpu: float = 0.0  # CPU seconds of gunicorn's master and workers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sign(body: bytes, timestamp: str) -> str:

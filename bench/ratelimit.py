@@ -22,6 +22,7 @@ from handoff_worker.domain.models import ObjectType
 from handoff_worker.hubspot.gateway import build_gateway
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import RateLimit, Settings
+from handoff_worker.testing import busiest_window
 
 TOKEN = "pat-bench-token"
 LIMITER_KEYS = "{hubspot:ratelimit}*"
@@ -43,16 +44,6 @@ def worker(url: str, redis_url: str, budget: str, stop_at: float) -> tuple[int, 
             errors += 1
     connection.close()
     return gateway.calls_made, errors
-
-
-def busiest_window(times_ms: list[int], window_ms: float) -> int:
-    ordered = sorted(times_ms)
-    best, start = 0, 0
-    for end, moment in enumerate(ordered):
-        while moment - ordered[start] >= window_ms:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def main() -> None:

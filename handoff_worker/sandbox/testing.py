@@ -145,6 +145,10 @@ class SandboxServer:
                 self._reopen_timer.daemon = True
                 self._reopen_timer.start()
 
+    @property
+    def refusing_connections(self) -> bool:
+        return self._refusing
+
     def accept_connections(self) -> None:
         """Listen again on the same port after refuse_connections(); nothing when already listening."""
         with self._switch:

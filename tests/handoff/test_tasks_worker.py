@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,33 +28,11 @@ from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.pending import is_pending, mark_pending
 from handoff_worker.settings import Settings
+from handoff_worker.testing import children_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces; the parent pid is the second field after its ")".
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 class Worker:
@@ -87,7 +64,7 @@ class Worker:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the worker to start")
+        wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the worker to start")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -133,10 +110,10 @@ def test_redelivered_and_parallel_tasks_enroll_exactly_once(
     hub.control.set_faults(latency_ms=40)  # long enough for the copies to overlap
     for trigger in ("webhook", "webhook-duplicate", "resync"):
         queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": trigger})
-    wait_for(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="both contacts enrolled")
-    wait_for(lambda: len(recent_audits(redis_conn)) >= 3 and idle(redis_conn), what="every copy to run")
+    wait_until(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="both contacts enrolled")
+    wait_until(lambda: len(recent_audits(redis_conn)) >= 3 and idle(redis_conn), what="every copy to run")
     queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "late-redelivery"})
-    wait_for(lambda: len(recent_audits(redis_conn)) >= 4 and idle(redis_conn), what="the late copy")
+    wait_until(lambda: len(recent_audits(redis_conn)) >= 4 and idle(redis_conn), what="the late copy")
     assert enroll_outcomes(hub, "5102") == ["enrolled", "enrolled"]
     assert [a["outcome"] for a in recent_audits(redis_conn)].count("handed_off") >= 1
 
@@ -147,23 +124,23 @@ def test_task_releases_pending_and_waits_for_a_reason(
     hub.control.lose_deal("2001", None)
     mark_pending(redis_conn, "deal", "2001")
     queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
-    wait_for(lambda: bool(hub.control.associated_ids("deals", "2001", "tasks")), what="the owner task")
+    wait_until(lambda: bool(hub.control.associated_ids("deals", "2001", "tasks")), what="the owner task")
     assert not is_pending(redis_conn, "deal", "2001")
     hub.control.rep_update("deals", "2001", {"closed_lost_reason": "Pricing"})
     queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
-    wait_for(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="the handoff after the reason")
+    wait_until(lambda: enrolled(hub, "5102") == ["3001", "3002"], what="the handoff after the reason")
     assert len(hub.control.associated_ids("deals", "2001", "tasks")) == 1
 
 
 def test_contact_task_and_forget(hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis) -> None:
     hub.control.rep_update("contacts", "3006", {"hs_lead_status": "UNQUALIFIED"})
     queue.send_task(TASK_HANDOFF_CONTACT, kwargs={"contact_id": "3006", "trigger": "webhook"})
-    wait_for(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is not None, what="waiting mark")
+    wait_until(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is not None, what="waiting mark")
     queue.send_task(
         TASK_FORGET_RECORD,
         kwargs={"object_type": "contacts", "object_id": "3006", "merged_into": None, "event": "deletion"},
     )
-    wait_for(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is None, what="the record forgotten")
+    wait_until(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is None, what="the record forgotten")
 
 
 def test_worker_killed_mid_handoff_is_finished_by_the_redelivery(
@@ -173,7 +150,7 @@ def test_worker_killed_mid_handoff_is_finished_by_the_redelivery(
     # Slow enrollments: the kill lands after the first contact's enrollment, during the second.
     hub.control.set_faults(latency_ms=1500, path_prefixes=["/automation/"])
     queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
-    wait_for(lambda: len(enroll_outcomes(hub, "5102")) == 1, what="the first enrollment")
+    wait_until(lambda: len(enroll_outcomes(hub, "5102")) == 1, what="the first enrollment")
     children = children_of(worker.process.pid)
     assert children, "the worker has no pool processes"
     for child in children:
@@ -181,7 +158,7 @@ def test_worker_killed_mid_handoff_is_finished_by_the_redelivery(
     hub.control.clear_faults()
     # The message was not acknowledged: it goes back to the queue and a new child finishes the job
     # once the dead child's lock has expired.
-    wait_for(
+    wait_until(
         lambda: any(a["outcome"] == "handed_off" for a in recent_audits(redis_conn)),
         timeout=60,
         what="the redelivered handoff",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from handoff_worker.settings import Settings
@@ -73,13 +72,6 @@ def settings_for(url: str, **overrides: str) -> Settings:
     env = {"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": url, "HUBSPOT_TIMEOUT_SECONDS": "2"}
     env.update(overrides)
     return Settings.from_env(env, dotenv_path=None)
-
-
-def unused_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def hammer(url: str, redis_url: str, budget: str, calls: int, search: bool) -> tuple[int, list[str]]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
-from gateway_fixtures import TOKEN, settings_for, unused_port
+from gateway_fixtures import TOKEN, settings_for
 
 from handoff_worker.domain.models import NewTask, ObjectType
 from handoff_worker.errors import (
@@ -22,6 +22,7 @@ from handoff_worker.hubspot.gateway import SdkGateway, build_gateway
 from handoff_worker.hubspot.retry import DEFAULT_POLICY, instant_waits
 from handoff_worker.hubspot.translate import RequestNotSentError
 from handoff_worker.sandbox.testing import SandboxServer
+from handoff_worker.testing import free_port
 
 DEAL_PATH = "/crm/v3/objects/deals/500"
 TASKS_PATH = "/crm/v3/objects/tasks"
@@ -140,7 +141,7 @@ def test_daily_limit_is_raised_at_once(gateway: SdkGateway, hub: SandboxServer) 
 
 
 def test_connection_refused_is_transient_and_nothing_counts_as_sent(redis_url: str) -> None:
-    nowhere = build_gateway(settings_for(f"http://127.0.0.1:{unused_port()}"))
+    nowhere = build_gateway(settings_for(f"http://127.0.0.1:{free_port()}"))
 
     with instant_waits(), pytest.raises(RequestNotSentError) as caught:
         nowhere.get_deal("500", ["dealname"])

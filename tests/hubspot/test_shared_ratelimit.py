@@ -13,6 +13,7 @@ from handoff_worker.errors import TransientHubSpotError
 from handoff_worker.hubspot.ratelimit import RedisRateLimiter, safety_margin_seconds
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import RateLimit
+from handoff_worker.testing import busiest_window
 
 
 @pytest.fixture
@@ -136,16 +137,6 @@ def test_acquire_sleeps_until_a_slot_frees(connection: redis.Redis) -> None:
     assert granted_at[2] - granted_at[0] >= 0.2 + safety_margin_seconds(0.2) - 0.01
 
 
-def max_in_window(times_ms: list[int], window_ms: float) -> int:
-    ordered = sorted(times_ms)
-    best, start = 0, 0
-    for end, moment in enumerate(ordered):
-        while moment - ordered[start] >= window_ms:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("search", "budget"), [(False, "20/1s"), (True, "5/1s")])
 def test_eight_processes_stay_within_the_budget(
@@ -166,4 +157,4 @@ def test_eight_processes_stay_within_the_budget(
     assert len(logged) == 8 * per_process
     assert {r["status"] for r in logged} == {200}
     limit = 20 if not search else 5
-    assert max_in_window([r["at"] for r in logged], 1000) <= limit
+    assert busiest_window([r["at"] for r in logged], 1000) <= limit

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -107,9 +106,3 @@ def post(client: FlaskClient, body: bytes, headers: dict[str, str] | None = None
     return client.post(
         "/webhooks/hubspot", data=body, headers=v3_headers(body) if headers is None else headers, **kwargs
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,20 +16,13 @@ from intake_support import deal_stage_event, encode, post, queued_tasks
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
 from handoff_worker.intake.broker import TaskCall, encode_task_message
+from handoff_worker.testing import wait_until
 
 pytestmark = pytest.mark.slow
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 HERE = Path(__file__).resolve().parent
 RAN_KEY = "probe:ran"  # where broker_probe_tasks records each run
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -60,7 +52,7 @@ def start_probe_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[[], 
                 stderr=subprocess.STDOUT,
             )
         )
-        wait_for(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the probe worker to start")
+        wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the probe worker to start")
 
     yield start
     for process in processes:
@@ -94,7 +86,7 @@ def test_real_worker_runs_every_message_the_intake_published(
     assert len(published) == 4
 
     start_probe_worker()
-    wait_for(lambda: redis_conn.llen(RAN_KEY) == 4, timeout=30, what="the worker to run 4 tasks")
+    wait_until(lambda: redis_conn.llen(RAN_KEY) == 4, timeout=30, what="the worker to run 4 tasks")
     ran = {}
     for raw in redis_conn.lrange(RAN_KEY, 0, -1):
         entry = json.loads(raw)
@@ -105,7 +97,7 @@ def test_real_worker_runs_every_message_the_intake_published(
         {"object_type": "contacts", "object_id": "10", "merged_into": None, "event": "deletion"}
     ]
     # acks_late messages are acknowledged: nothing waits in the queue or in kombu's unacked set.
-    wait_for(lambda: not redis_conn.hlen("unacked"), timeout=10, what="the messages to be acknowledged")
+    wait_until(lambda: not redis_conn.hlen("unacked"), timeout=10, what="the messages to be acknowledged")
     assert redis_conn.llen("handoff") == 0
 
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from intake_support import RULES, deal_stage_event, encode, free_port, make_settings, queued_tasks, v3_headers
+from intake_support import RULES, deal_stage_event, encode, make_settings, queued_tasks, v3_headers
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
+from handoff_worker.testing import free_port
 
 
 @pytest.fixture
