@@ -25,6 +25,7 @@ import redis
 
 from handoff_worker.beat import CelerySink
 from handoff_worker.celery_app import HANDOFF_QUEUE, create_celery
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import ACTIVE, Ledger, Loss
 from handoff_worker.handoff.resync import LedgerDoneCheck, Resync, ResyncRequest, run_locked
@@ -70,7 +71,7 @@ def mark_done(client: redis.Redis, deals: int, handoffs: int) -> None:
     """What earlier webhooks left: every deal but the last `handoffs` complete in the ledger."""
     ledger = Ledger(client)
     for i in range(deals - handoffs):
-        loss = Loss("deal", str(100_000 + i), 1, "", ACTIVE)
+        loss = Loss(RecordKind.DEAL, str(100_000 + i), 1, "", ACTIVE)
         ledger.save_loss(loss)
         ledger.mark_complete(loss)
 
