@@ -113,7 +113,6 @@ class ReasonReminders:
         second task on the next sweep."""
         tasks = rules.owner_tasks
         name = waiting.name or f"{waiting.kind} {waiting.object_id}"
-        self.ledger.mark_escalated(waiting)
         task = self._task(
             waiting,
             subject=task_subject(tasks.escalation_subject, name),
@@ -124,6 +123,7 @@ class ReasonReminders:
             owner_id=tasks.escalation_owner_id,
             tasks=tasks,
         )
+        self.ledger.mark_escalated(waiting)
         try:
             self.gateway.create_task(task)
         except _NOTHING_CREATED:

@@ -131,3 +131,18 @@ def test_one_failing_waiting_record_does_not_stop_the_others_or_move_the_waterma
     tasks = _escalation_tasks(ops)
     assert len(tasks) == 1 and "Deal 8432" in tasks[0], "the second record must still be escalated"
     assert read_watermark(ops.redis) is None, "a sweep with a failure must not move the watermark"
+
+
+def test_an_escalation_that_may_exist_is_not_sent_again(ops: OpsEnv) -> None:
+    _park_without_reason(ops, "8441")
+    sink = InlineSink(ops.wiring().engine)
+    # A 5xx may come after HubSpot created the task: a second one would remind the owner twice.
+    ops.server.control.fail_next(1, 503, path_prefix="/crm/v3/objects/tasks", method="POST")
+
+    failed = ResyncSummary()
+    _overdue_revisit(ops, ops.gateway).revisit(failed, dry_run=False, sink=sink)
+    assert (failed.escalated, failed.failed) == (0, 1) and "8441" in failed.errors[0]
+
+    next_sweep = ResyncSummary()
+    _overdue_revisit(ops, ops.gateway).revisit(next_sweep, dry_run=False, sink=sink)
+    assert (next_sweep.escalated, next_sweep.failed, _escalation_tasks(ops)) == (0, 0, [])
