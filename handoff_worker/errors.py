@@ -24,8 +24,6 @@ class NurtureConfigError(HandoffError):
 class HubSpotError(HandoffError):
     """A HubSpot call failed. Carries what a person needs to find the request in HubSpot's logs."""
 
-    transient = False
-
     def __init__(
         self,
         message: str,
@@ -53,8 +51,6 @@ class HubSpotError(HandoffError):
 
 class TransientHubSpotError(HubSpotError):
     """Worth retrying: 429, 423, 5xx, timeouts, connection failures."""
-
-    transient = True
 
 
 class RequestNotSentError(TransientHubSpotError):

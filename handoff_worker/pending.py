@@ -7,7 +7,7 @@ HubSpot, so an event arriving after that read finds no mark and queues a fresh u
 
 A task so quick that it releases before the intake has written the mark would leave a stale mark
 behind. To close that window, the task can pass its Celery task id: release then leaves a short
-tombstone and a late `mark_pending` for that same task id is skipped.
+tombstone and a late mark for that same task id is skipped.
 
 Kinds are `RecordKind` values, "deal" and "contact". Marks expire after an hour, so a lost task never
 blocks a record for long.
@@ -15,7 +15,7 @@ blocks a record for long.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import redis
 
@@ -25,17 +25,8 @@ from handoff_worker.state import KEY_PREFIX
 PENDING_TTL_SECONDS = 3600
 PENDING_KINDS = frozenset(RecordKind)
 
-# Set the mark unless the task it names has already started (its tombstone exists).
-_MARK_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# The same for many records in one command: KEYS are (mark, tombstone) pairs, ARGV the TTL then
-# one task id per pair.
+# Set each mark unless the task it names has already started (its tombstone exists), for many
+# records in one command: KEYS are (mark, tombstone) pairs, ARGV the TTL then one task id per pair.
 _MARK_MANY_SCRIPT = """
 local written = 0
 for i = 1, #KEYS, 2 do
@@ -60,37 +51,12 @@ def _started_key(task_id: str) -> str:
     return f"{KEY_PREFIX}pending:started:{task_id}"
 
 
-def is_pending(r: redis.Redis, kind: str, object_id: str) -> bool:
-    return bool(r.exists(pending_key(kind, object_id)))
-
-
-def pending_among(r: redis.Redis, records: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (kind, id) records are pending, in one round trip."""
-    wanted = list(dict.fromkeys(records))
-    if not wanted:
-        return set()
-    values = r.mget([pending_key(kind, object_id) for kind, object_id in wanted])
-    return {record for record, value in zip(wanted, values, strict=True) if value is not None}
-
-
-def mark_pending(
-    r: RedisLike, kind: str, object_id: str, *, task_id: str = "", ttl: int = PENDING_TTL_SECONDS
-) -> None:
-    """Mark a record as having queued work. Call only after the work was durably enqueued.
-
-    With a pipeline the command is queued and runs on the pipeline's `execute()`.
-    """
-    key = pending_key(kind, object_id)
-    if not task_id:
-        r.set(key, "1", ex=ttl)
-        return
-    r.eval(_MARK_SCRIPT, 2, key, _started_key(task_id), task_id, ttl)
-
-
 def mark_pending_many(
     r: RedisLike, marks: Sequence[tuple[str, str, str]], *, ttl: int = PENDING_TTL_SECONDS
 ) -> None:
-    """`mark_pending` for many (kind, id, task_id) at once: one command, however many records."""
+    """Mark records as having queued work, one (kind, id, task_id) each, in one command however many
+    there are. Call only after the work was durably enqueued. With a pipeline the command is queued
+    and runs on the pipeline's `execute()`."""
     if not marks:
         return
     keys: list[str] = []

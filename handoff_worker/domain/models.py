@@ -98,10 +98,6 @@ class BatchUpdateResult:
     updated: tuple[CrmObject, ...]
     errors: tuple[RecordError, ...] = ()
 
-    @property
-    def failed_ids(self) -> set[str]:
-        return {i for e in self.errors for i in e.ids}
-
 
 @dataclass(frozen=True)
 class SearchFilter:

@@ -93,18 +93,6 @@ def stage_catalog(pipelines: Sequence[Pipeline], deal_rules: DealRules) -> Stage
     )
 
 
-def is_deal_lost(
-    pipeline_id: str | None,
-    stage_id: str | None,
-    lost_by_pipeline: Mapping[str, frozenset[str]],
-    known_by_pipeline: Mapping[str, frozenset[str]],
-) -> bool | None:
-    """True/False, or None when the stage id is unknown: the caller must refresh its pipelines."""
-    if not pipeline_id or not stage_id or stage_id not in known_by_pipeline.get(pipeline_id, frozenset()):
-        return None
-    return stage_id in lost_by_pipeline.get(pipeline_id, frozenset())
-
-
 def is_unqualified(contact_properties: Mapping[str, str | None], lead_rules: LeadRules) -> bool:
     if not lead_rules.enabled:
         return False

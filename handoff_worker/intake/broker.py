@@ -130,9 +130,6 @@ class RedisTaskPublisher:
         messages = [encode_task_message(c, queue=self._queue, origin=self._origin) for c in calls]
         self._broker.lpush(self._queue, *messages)
 
-    def ping(self) -> bool:
-        return bool(self._broker.ping())
-
 
 class CeleryTaskPublisher:
     """Queues task messages through Celery itself, for brokers other than Redis (the demo's
@@ -146,11 +143,6 @@ class CeleryTaskPublisher:
     def publish(self, calls: Sequence[TaskCall]) -> None:
         for call in calls:
             self._celery.send_task(call.name, kwargs=call.kwargs, task_id=call.task_id, queue=self._queue)
-
-    def ping(self) -> bool:
-        with self._celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1)
-        return True
 
 
 TaskPublisher = RedisTaskPublisher | CeleryTaskPublisher

@@ -24,9 +24,7 @@ from handoff_worker.domain.rules import (
     SkipReason,
     build_plan,
     contact_eligibility,
-    is_deal_lost,
     is_unqualified,
-    known_stage_ids,
     lifecycle_writes,
     lost_stage_ids,
     needs_escalation,
@@ -100,28 +98,6 @@ def test_lost_stage_ids_use_metadata_and_yaml_never_labels(
     deal_rules: DealRules, expected: dict[str, set[str]]
 ) -> None:
     assert lost_stage_ids(PIPELINES, deal_rules) == {k: frozenset(v) for k, v in expected.items()}
-
-
-LOST = lost_stage_ids(PIPELINES, DealRules())
-KNOWN = known_stage_ids(PIPELINES)
-
-
-@pytest.mark.parametrize(
-    ("pipeline", "stage", "expected"),
-    [
-        ("default", "closedlost", True),
-        ("default", "closedwon", False),
-        ("partners", "p_fake_lost", False),
-        ("partners", "p_gone", True),
-        ("partners", "closedlost", None),  # another pipeline's stage id
-        ("default", "brand_new_stage", None),
-        ("unknown_pipeline", "closedlost", None),
-        (None, "closedlost", None),
-        ("default", None, None),
-    ],
-)
-def test_is_deal_lost(pipeline: str | None, stage: str | None, expected: bool | None) -> None:
-    assert is_deal_lost(pipeline, stage, LOST, KNOWN) is expected
 
 
 @pytest.mark.parametrize(

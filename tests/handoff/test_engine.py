@@ -17,7 +17,7 @@ from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.lock import LockBusyError, RecordLock
 from handoff_worker.handoff.resync import ResyncSummary, WaitingForReason
-from handoff_worker.pending import is_pending, mark_pending
+from handoff_worker.pending import mark_pending_many, pending_key
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 READ_POSTS = ("/batch/read", "/search")
@@ -491,6 +491,6 @@ def test_stage_added_after_the_cache_was_filled_forces_one_refresh(hub: Any, eng
 
 
 def test_forget_drops_the_pending_mark(hub: Any, engine: HandoffEngine, redis_conn: redis.Redis) -> None:
-    mark_pending(redis_conn, "contact", "3006")
+    mark_pending_many(redis_conn, [("contact", "3006", "intake-task-3006")])
     engine.forget("contacts", "3006")
-    assert not is_pending(redis_conn, "contact", "3006")
+    assert not redis_conn.exists(pending_key("contact", "3006"))

@@ -51,7 +51,7 @@ def test_batch_update_reports_207_errors_per_record(gateway: SdkGateway, hub: Sa
     result = gateway.batch_update_contacts(updates)
 
     assert sorted(c.id for c in result.updated) == ["1", "2", "3"]
-    assert result.failed_ids == {"31337"}
+    assert [e.ids for e in result.errors] == [("31337",)]
     assert result.errors[0].category == "OBJECT_NOT_FOUND"
     assert hub.control.object("contacts", "2")["properties"]["lifecyclestage"] == ""
 

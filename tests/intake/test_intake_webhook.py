@@ -25,7 +25,7 @@ from intake_support import (
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL
 from handoff_worker.intake.app import create_app
-from handoff_worker.pending import is_pending, release_pending
+from handoff_worker.pending import mark_pending_many, pending_key, release_pending
 
 
 def test_lost_deal_stage_change_enqueues_one_deal_handoff(
@@ -36,7 +36,7 @@ def test_lost_deal_stage_change_enqueues_one_deal_handoff(
     (task,) = queued_tasks(redis_conn)
     assert task.name == TASK_HANDOFF_DEAL
     assert task.kwargs == {"deal_id": "501", "trigger": "webhook"}
-    assert is_pending(redis_conn, "deal", "501")
+    assert redis_conn.exists(pending_key("deal", "501"))
 
 
 def test_contact_and_forget_units_carry_their_kwargs(client: FlaskClient, redis_conn: redis.Redis) -> None:
@@ -312,18 +312,16 @@ def test_releasing_the_pending_mark_lets_the_next_event_enqueue(
 
 
 def test_a_task_that_started_before_the_mark_is_written_leaves_no_stale_mark(redis_conn: redis.Redis) -> None:
-    from handoff_worker.pending import mark_pending
-
     release_pending(redis_conn, "deal", "90", task_id="task-a")  # the task was quicker than the intake
-    mark_pending(redis_conn, "deal", "90", task_id="task-a")
-    assert not is_pending(redis_conn, "deal", "90")
-    mark_pending(redis_conn, "deal", "90", task_id="task-b")
-    assert is_pending(redis_conn, "deal", "90")
+    mark_pending_many(redis_conn, [("deal", "90", "task-a")])
+    assert not redis_conn.exists(pending_key("deal", "90"))
+    mark_pending_many(redis_conn, [("deal", "90", "task-b")])
+    assert redis_conn.exists(pending_key("deal", "90"))
 
 
-def test_pending_kind_is_checked(redis_conn: redis.Redis) -> None:
+def test_pending_kind_is_checked() -> None:
     with pytest.raises(ValueError, match="deals"):
-        is_pending(redis_conn, "deals", "1")
+        pending_key("deals", "1")
 
 
 # --- health, readiness, metrics, logs -----------------------------------------------------------
