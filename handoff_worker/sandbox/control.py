@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Response, request
 
 from handoff_worker.sandbox.errors import validation_error
 from handoff_worker.sandbox.faults import FaultSettings
-
-if TYPE_CHECKING:
-    from handoff_worker.sandbox.app import Sandbox
+from handoff_worker.sandbox.state import Sandbox, load_default_seed
 
 REP = "CRM_UI"  # what HubSpot reports as the change source for edits made in its UI
 
@@ -34,8 +32,6 @@ def control_blueprint(sandbox: Sandbox) -> Blueprint:
 
 
 def _state_routes(blueprint: Blueprint, sandbox: Sandbox) -> None:
-    from handoff_worker.sandbox.app import load_default_seed
-
     @blueprint.post("/reset")
     def reset() -> Response:
         """Empty the portal, logs and deliveries; then load `seed` ("default", an object, or none)."""

@@ -10,8 +10,9 @@ from typing import Any
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from handoff_worker.sandbox.app import CONTROL_PREFIX, Sandbox, create_app, load_default_seed
+from handoff_worker.sandbox.app import CONTROL_PREFIX, create_app
 from handoff_worker.sandbox.limits import AccountLimits
+from handoff_worker.sandbox.state import Sandbox, load_default_seed
 from handoff_worker.sandbox.webhooks import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_RETRY_DELAYS_S,

@@ -16,7 +16,7 @@ from handoff_worker.domain.models import ObjectType
 from handoff_worker.errors import NotFoundError
 from handoff_worker.hubspot.gateway import SdkGateway, build_gateway
 from handoff_worker.nurture_config import load_rules, parse_rules
-from handoff_worker.sandbox.app import load_default_seed
+from handoff_worker.sandbox.state import load_default_seed
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 
