@@ -2,7 +2,7 @@
 """Set-up and everyday commands, with nothing but Python installed.
 
     python3 dev.py demo     create .venv, install, run `handoff-worker demo`
-    python3 dev.py test     create .venv, install, run ruff, mypy and the tests
+    python3 dev.py test     create .venv, install, run ruff, mypy, the import contracts and the tests
     python3 dev.py drills   create .venv, install, run the fault drills
     python3 dev.py bench    create .venv, install, run the benchmarks
     python3 dev.py lock     rewrite requirements/*.txt from pyproject.toml's dependency lists
@@ -102,6 +102,8 @@ def main(argv: list[str]) -> None:
         run(BIN / "ruff", "check", ".")
         run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "mypy")
+        # The import rules of docs/architecture.md, as contracts in pyproject.toml.
+        run(BIN / "lint-imports")
         run(BIN / "python", "-m", "pytest", *rest)
     elif command == "drills":
         run(BIN / "python", "-m", "bench.drills", *rest)
