@@ -13,10 +13,14 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from handoff_worker.sandbox.testing import SandboxServer
 
 TEST_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ["REDIS_URL"] = TEST_REDIS_URL
@@ -83,7 +87,7 @@ SANDBOX_TEST_RETRY_DELAYS = [0.05] * 9  # webhook retries in milliseconds, not h
 
 
 @pytest.fixture(scope="session")
-def _sandbox_server() -> Iterator[object]:
+def _sandbox_server() -> Iterator[SandboxServer]:
     from handoff_worker.sandbox.testing import SandboxServer
 
     server = SandboxServer.start(retry_delays=SANDBOX_TEST_RETRY_DELAYS)
@@ -92,7 +96,7 @@ def _sandbox_server() -> Iterator[object]:
 
 
 @pytest.fixture
-def sandbox(_sandbox_server: object) -> object:
+def sandbox(_sandbox_server: SandboxServer) -> SandboxServer:
     """A running HubSpot sandbox holding the default seed, reset before each test.
 
     One server serves the whole session; each test gets default settings (no webhook target,

@@ -58,7 +58,9 @@ def build_sandbox(
         webhooks=WebhookDispatcher(settings),
         access_token=access_token,
     )
-    sandbox.portal.seed(load_default_seed() if seed == DEFAULT_SEED else (seed or {}))  # type: ignore[arg-type]
+    if isinstance(seed, str) and seed != DEFAULT_SEED:
+        raise ValueError(f"seed={seed!r}: give {DEFAULT_SEED!r}, a seed object (see docs/sandbox.md) or None")
+    sandbox.portal.seed(load_default_seed() if isinstance(seed, str) else (seed or {}))
     return sandbox
 
 

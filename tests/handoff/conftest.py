@@ -13,6 +13,7 @@ from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.hubspot.gateway import build_gateway
 from handoff_worker.hubspot.retry import set_instant_waits
 from handoff_worker.nurture_config import RulesStore
+from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 
 # The sandbox's default seed: workflows 5102 (Pricing), 5103 (re-enrollable), 5104; static list
@@ -87,14 +88,14 @@ def rules_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def hub(sandbox: Any) -> Any:
+def hub(sandbox: SandboxServer) -> SandboxServer:
     """The sandbox with the property the property nurture writes."""
     sandbox.control.seed({"properties": {"contacts": [NURTURE_TRACK]}})
     return sandbox
 
 
 @pytest.fixture
-def settings_for(redis_url: str, hub: Any, rules_path: Path) -> Callable[..., Settings]:
+def settings_for(redis_url: str, hub: SandboxServer, rules_path: Path) -> Callable[..., Settings]:
     def build(**extra: str) -> Settings:
         env = {
             "HUBSPOT_BASE_URL": hub.url,

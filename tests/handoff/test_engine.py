@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure, list_failures, remove_failure
@@ -18,30 +20,31 @@ from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.lock import LockBusyError, RecordLock
 from handoff_worker.handoff.resync import ResyncSummary, WaitingForReason
 from handoff_worker.pending import mark_pending_many, pending_key
+from handoff_worker.sandbox.testing import SandboxServer
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 READ_POSTS = ("/batch/read", "/search")
 
 
-def lifecycle(hub: Any, contact_id: str) -> str | None:
+def lifecycle(hub: SandboxServer, contact_id: str) -> str | None:
     stage: str | None = hub.control.object("contacts", contact_id)["properties"].get("lifecyclestage")
     return stage
 
 
-def enrolled(hub: Any, workflow_id: str) -> list[str]:
+def enrolled(hub: SandboxServer, workflow_id: str) -> list[str]:
     ids: list[str] = hub.control.enrollments()[workflow_id]["contactIds"]
     return ids
 
 
-def enrollment_attempts(hub: Any, workflow_id: str) -> int:
+def enrollment_attempts(hub: SandboxServer, workflow_id: str) -> int:
     return len(hub.control.enrollments()[workflow_id]["attempts"])
 
 
-def tasks_for_deal(hub: Any, deal_id: str) -> list[str]:
+def tasks_for_deal(hub: SandboxServer, deal_id: str) -> list[str]:
     return hub.control.associated_ids("deals", deal_id, "tasks")
 
 
-def writes(hub: Any) -> list[tuple[str, str]]:
+def writes(hub: SandboxServer) -> list[tuple[str, str]]:
     return [
         (r["method"], r["path"])
         for r in hub.control.requests("/")
@@ -52,7 +55,7 @@ def writes(hub: Any) -> list[tuple[str, str]]:
 
 
 def new_deal(
-    hub: Any, contacts: list[str], *, pipeline: str = "default", stage: str = "qualifiedtobuy"
+    hub: SandboxServer, contacts: list[str], *, pipeline: str = "default", stage: str = "qualifiedtobuy"
 ) -> str:
     created = hub.control.rep_create(
         "deals",
@@ -64,7 +67,7 @@ def new_deal(
 
 
 def new_contact(
-    hub: Any, stage: str = "salesqualifiedlead", email: str | None = "x@example.com", **extra: str
+    hub: SandboxServer, stage: str = "salesqualifiedlead", email: str | None = "x@example.com", **extra: str
 ) -> str:
     properties = {"lifecyclestage": stage, **extra}
     if email is not None:
@@ -75,7 +78,7 @@ def new_contact(
 # ----------------------------------------------------------------------------- deciding
 
 
-def test_lost_deal_recycles_contacts_and_enrolls_once_each(hub: Any, engine: HandoffEngine) -> None:
+def test_lost_deal_recycles_contacts_and_enrolls_once_each(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     report = engine.handoff_deal("2001", "webhook")
     assert report.outcome == "handed_off"
@@ -91,7 +94,7 @@ def test_lost_deal_recycles_contacts_and_enrolls_once_each(hub: Any, engine: Han
     assert audit["contacts"]["3001"]["outcome"] == "recycled"
 
 
-def test_second_run_writes_nothing(hub: Any, engine: HandoffEngine) -> None:
+def test_second_run_writes_nothing(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     engine.handoff_deal("2001", "webhook")
     hub.control.clear_requests()
@@ -101,7 +104,9 @@ def test_second_run_writes_nothing(hub: Any, engine: HandoffEngine) -> None:
     assert enrollment_attempts(hub, "5102") == 2
 
 
-def test_open_deal_and_stage_labelled_lost_are_not_handed_off(hub: Any, engine: HandoffEngine) -> None:
+def test_open_deal_and_stage_labelled_lost_are_not_handed_off(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     # Partner pipeline: `partner_handover` is labelled "Closed lost" but has probability 0.8.
     hub.control.lose_deal("2004", "Pricing", stage="partner_handover")
     assert engine.handoff_deal("2004").outcome == "deal_won"
@@ -110,14 +115,16 @@ def test_open_deal_and_stage_labelled_lost_are_not_handed_off(hub: Any, engine: 
     assert enrolled(hub, "5102") == []
 
 
-def test_lost_stage_of_another_pipeline_counts(hub: Any, engine: HandoffEngine) -> None:
+def test_lost_stage_of_another_pipeline_counts(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2004", "Not Interested", stage="partner_lost")
     assert engine.handoff_deal("2004").outcome == "handed_off"
     assert lifecycle(hub, "3005") == "lead"
     assert "3005" in hub.control.list_memberships()["702"]["memberIds"]
 
 
-def test_shared_contact_on_open_deal_and_customer_are_skipped(hub: Any, engine: HandoffEngine) -> None:
+def test_shared_contact_on_open_deal_and_customer_are_skipped(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     shared = new_contact(hub, email="shared@example.com")
     customer = new_contact(hub, stage="customer", email="cust@example.com")
     won_buyer = new_contact(hub, email="won@example.com")
@@ -136,7 +143,9 @@ def test_shared_contact_on_open_deal_and_customer_are_skipped(hub: Any, engine: 
     assert lifecycle(hub, shared) == "salesqualifiedlead" and lifecycle(hub, customer) == "customer"
 
 
-def test_contact_without_email_is_skipped_for_workflow_nurture(hub: Any, engine: HandoffEngine) -> None:
+def test_contact_without_email_is_skipped_for_workflow_nurture(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     mute = new_contact(hub, email=None)
     deal = new_deal(hub, [mute, "3006"])
     hub.control.lose_deal(deal, "Pricing")
@@ -152,7 +161,7 @@ def test_contact_without_email_is_skipped_for_workflow_nurture(hub: Any, engine:
 # The second is a picklist option HubSpot knows and the YAML does not.
 @pytest.mark.parametrize("raw_reason", [None, "Not a Fit - Might Be in the Future"])
 def test_missing_or_unknown_reason_gets_one_owner_task_then_runs_when_filled(
-    hub: Any, engine: HandoffEngine, raw_reason: str | None
+    hub: SandboxServer, engine: HandoffEngine, raw_reason: str | None
 ) -> None:
     hub.control.lose_deal("2001", raw_reason)
     first = engine.handoff_deal("2001", "webhook")
@@ -162,17 +171,17 @@ def test_missing_or_unknown_reason_gets_one_owner_task_then_runs_when_filled(
     task = hub.control.object("tasks", task_id)["properties"]
     assert task["hs_task_subject"] == "Add a lost reason to Acme expansion"
     assert lifecycle(hub, "3001") == "opportunity" and enrolled(hub, "5102") == []
-    waiting = Ledger(engine.redis).get_waiting("deal", "2001")
+    waiting = Ledger(engine.redis).get_waiting(RecordKind.DEAL, "2001")
     assert waiting is not None and waiting.name == "Acme expansion"
 
     hub.control.rep_update("deals", "2001", {"closed_lost_reason": "Pricing"})
     assert engine.handoff_deal("2001", "webhook").outcome == "handed_off"
     assert sorted(enrolled(hub, "5102")) == ["3001", "3002"]
     assert tasks_for_deal(hub, "2001") == [task_id]
-    assert Ledger(engine.redis).get_waiting("deal", "2001") is None
+    assert Ledger(engine.redis).get_waiting(RecordKind.DEAL, "2001") is None
 
 
-def test_reason_without_recycling_touches_nothing(hub: Any, engine: HandoffEngine) -> None:
+def test_reason_without_recycling_touches_nothing(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Competitor")
     hub.control.clear_requests()
     report = engine.handoff_deal("2001")
@@ -182,7 +191,7 @@ def test_reason_without_recycling_touches_nothing(hub: Any, engine: HandoffEngin
     assert lifecycle(hub, "3001") == "opportunity"
 
 
-def test_reason_that_only_sets_a_stage(hub: Any, engine: HandoffEngine) -> None:
+def test_reason_that_only_sets_a_stage(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Not a Fit - Never Will Be")
     engine.handoff_deal("2001")
     properties = hub.control.object("contacts", "3002")["properties"]
@@ -191,7 +200,7 @@ def test_reason_that_only_sets_a_stage(hub: Any, engine: HandoffEngine) -> None:
 
 
 def test_every_nurture_method_in_one_reason_costs_no_extra_per_contact_for_lists(
-    hub: Any, engine: HandoffEngine
+    hub: SandboxServer, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", "Feature Missing")
     engine.pipelines.catalog(engine.rules_source()[0].deals)  # warm cache, as in a running worker
@@ -205,7 +214,9 @@ def test_every_nurture_method_in_one_reason_costs_no_extra_per_contact_for_lists
     assert report.api_calls == 8 + 2
 
 
-def test_unqualified_lead_is_handed_off_like_a_one_contact_deal(hub: Any, engine: HandoffEngine) -> None:
+def test_unqualified_lead_is_handed_off_like_a_one_contact_deal(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     hub.control.rep_update(
         "contacts", "3006", {"hs_lead_status": "UNQUALIFIED", "handoff_unqualified_reason": "Pricing"}
     )
@@ -220,28 +231,28 @@ def test_unqualified_lead_is_handed_off_like_a_one_contact_deal(hub: Any, engine
 
 
 def test_permanent_step_failures_finish_the_rest_and_land_in_the_dead_letter(
-    hub: Any, engine: HandoffEngine
+    hub: SandboxServer, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", "Not Ready")  # workflow 5999 does not exist; list 702 works
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
     assert lifecycle(hub, "3001") == "lead"
     assert sorted(hub.control.list_memberships()["702"]["memberIds"]) == ["3001", "3002"]
-    failure = get_failure(engine.redis, "deal", "2001")
+    failure = get_failure(engine.redis, RecordKind.DEAL, "2001")
     assert failure is not None and failure.permanent and "workflow 5999" in failure.error
     assert any("workflow:5999" in e for e in recent_audits(engine.redis)[0]["errors"])
 
 
-def test_dynamic_list_fails_with_a_message_naming_it(hub: Any, engine: HandoffEngine) -> None:
+def test_dynamic_list_fails_with_a_message_naming_it(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Not a Prospect")
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
     assert all("list 703" in e for e in report.errors)
     assert [f.object_id for f in list_failures(engine.redis)] == ["2001"]
-    assert remove_failure(engine.redis, "deal", "2001") and list_failures(engine.redis) == []
+    assert remove_failure(engine.redis, RecordKind.DEAL, "2001") and list_failures(engine.redis) == []
 
 
-def test_refused_batch_write_is_reported_not_passed(hub: Any, engine: HandoffEngine) -> None:
+def test_refused_batch_write_is_reported_not_passed(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Can't Fulfill Their Needs")  # writes a property that does not exist
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
@@ -250,7 +261,9 @@ def test_refused_batch_write_is_reported_not_passed(hub: Any, engine: HandoffEng
     assert all(lifecycle(hub, cid) for cid in ("3001", "3002"))  # no stage left blank
 
 
-def test_partial_batch_failure_207_fails_only_those_contacts(hub: Any, engine: HandoffEngine) -> None:
+def test_partial_batch_failure_207_fails_only_those_contacts(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     gone = new_contact(hub, email="gone@example.com")
     deal = new_deal(hub, [gone, "3006"])
     hub.control.lose_deal(deal, "Pricing")
@@ -264,7 +277,9 @@ def test_partial_batch_failure_207_fails_only_those_contacts(hub: Any, engine: H
     assert report.contacts["3006"].outcome == "recycled" and enrolled(hub, "5102") == ["3006"]
 
 
-def test_lifecycle_that_does_not_stick_is_retried_once_then_reported(hub: Any, engine: HandoffEngine) -> None:
+def test_lifecycle_that_does_not_stick_is_retried_once_then_reported(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     hub.control.lose_deal("2001", "Pricing")
     # What HubSpot was seen doing: a write answered with success that changes nothing. Here every
     # clear of 3001 is such a write, so the forward-only rule keeps "opportunity".
@@ -274,11 +289,11 @@ def test_lifecycle_that_does_not_stick_is_retried_once_then_reported(hub: Any, e
     assert "stayed 'opportunity'" in report.contacts["3001"].failures[0]
     assert report.contacts["3002"].outcome == "recycled"
     assert enrolled(hub, "5102") == ["3002"]  # no nurture for a contact whose stage did not move
-    assert get_failure(engine.redis, "deal", "2001") is not None
+    assert get_failure(engine.redis, RecordKind.DEAL, "2001") is not None
 
 
 def test_transient_error_raises_and_the_rerun_finishes_without_doubling(
-    hub: Any, engine: HandoffEngine
+    hub: SandboxServer, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     # Enough 503s on the second enrollment to outlast the gateway's own retries.
@@ -293,7 +308,9 @@ def test_transient_error_raises_and_the_rerun_finishes_without_doubling(
     assert [a["contactId"] for a in attempts].count("3001") == 1
 
 
-def test_dry_run_decides_but_writes_nothing(hub: Any, engine_for: Callable[..., HandoffEngine]) -> None:
+def test_dry_run_decides_but_writes_nothing(
+    hub: SandboxServer, engine_for: Callable[..., HandoffEngine]
+) -> None:
     dry = engine_for(dry_run=True)
     hub.control.lose_deal("2001", "Feature Missing")
     hub.control.lose_deal("2002", None)
@@ -304,13 +321,15 @@ def test_dry_run_decides_but_writes_nothing(hub: Any, engine_for: Callable[..., 
     assert first.outcome == "dry_run" and {c.outcome for c in first.contacts.values()} == {"planned"}
     assert second.outcome == "waiting_for_reason" and second.owner_task == "would create"
     assert all(a["dry_run"] for a in recent_audits(dry.redis))
-    assert Ledger(dry.redis).current_loss("deal", "2001") is None
+    assert Ledger(dry.redis).current_loss(RecordKind.DEAL, "2001") is None
 
 
 # ----------------------------------------------------------------------------- concurrency, losses
 
 
-def test_parallel_runs_enroll_exactly_once(hub: Any, engine_for: Callable[..., HandoffEngine]) -> None:
+def test_parallel_runs_enroll_exactly_once(
+    hub: SandboxServer, engine_for: Callable[..., HandoffEngine]
+) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.set_faults(latency_ms=30)
     outcomes: list[str] = []
@@ -333,14 +352,14 @@ def test_parallel_runs_enroll_exactly_once(hub: Any, engine_for: Callable[..., H
 
 
 def test_lock_is_released_only_by_its_holder(redis_conn: redis.Redis) -> None:
-    with RecordLock(redis_conn, "deal", "1", ttl=5) as held:
-        with pytest.raises(LockBusyError), RecordLock(redis_conn, "deal", "1", ttl=5):
+    with RecordLock(redis_conn, RecordKind.DEAL, "1", ttl=5) as held:
+        with pytest.raises(LockBusyError), RecordLock(redis_conn, RecordKind.DEAL, "1", ttl=5):
             pass
         assert redis_conn.get(held.key) == held.token
     assert redis_conn.get(held.key) is None
 
 
-def test_deal_reopened_then_lost_again_is_a_new_loss(hub: Any, engine: HandoffEngine) -> None:
+def test_deal_reopened_then_lost_again_is_a_new_loss(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     engine.handoff_deal("2001")
     hub.control.rep_update("deals", "2001", {"dealstage": "contractsent"})
@@ -354,17 +373,22 @@ def test_deal_reopened_then_lost_again_is_a_new_loss(hub: Any, engine: HandoffEn
     assert enrollment_attempts(hub, "5102") == 2  # the first loss's nurture is not repeated
 
 
-def test_forget_moves_state_on_merge_and_drops_it_on_delete(hub: Any, engine: HandoffEngine) -> None:
+def test_forget_moves_state_on_merge_and_drops_it_on_delete(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     hub.control.lose_deal("2001", None)
     engine.handoff_deal("2001")
     ledger = Ledger(engine.redis)
     engine.forget("deals", "2001", merged_into="2999")
-    assert ledger.get_waiting("deal", "2001") is None
-    moved = ledger.get_waiting("deal", "2999")
+    assert ledger.get_waiting(RecordKind.DEAL, "2001") is None
+    moved = ledger.get_waiting(RecordKind.DEAL, "2999")
     assert moved is not None and moved.loss_id == "deal:2999:1"
     assert ledger.owner_task("deal:2999:1") is not None
     engine.forget("deal", "2999")
-    assert ledger.get_waiting("deal", "2999") is None and ledger.current_loss("deal", "2999") is None
+    assert (
+        ledger.get_waiting(RecordKind.DEAL, "2999") is None
+        and ledger.current_loss(RecordKind.DEAL, "2999") is None
+    )
 
 
 class _Requeued:
@@ -400,7 +424,7 @@ def due_ms(task: dict[str, Any]) -> int:
 
 
 def test_overdue_wait_is_escalated_once(
-    hub: Any, engine_for: Callable[..., HandoffEngine], rules_path: Any, redis_conn: redis.Redis
+    hub: SandboxServer, engine_for: Callable[..., HandoffEngine], rules_path: Path, redis_conn: redis.Redis
 ) -> None:
     rules_path.write_text(
         rules_path.read_text().replace("  sla_hours: 24\n", "  sla_hours: 24\n  escalate_to_owner: 7002\n")
@@ -418,7 +442,7 @@ def test_overdue_wait_is_escalated_once(
 
 
 def test_owner_task_and_escalation_share_one_subject_syntax_and_one_due_date(
-    hub: Any, engine_for: Callable[..., HandoffEngine], rules_path: Any
+    hub: SandboxServer, engine_for: Callable[..., HandoffEngine], rules_path: Path
 ) -> None:
     # The config validator tells marketers `{{` and `}}` give a literal brace.
     rules_path.write_text(
@@ -434,7 +458,7 @@ def test_owner_task_and_escalation_share_one_subject_syntax_and_one_due_date(
     engine.handoff_deal("2001")
     assert escalate_overdue(engine, hours_later=25) == 1
 
-    waiting = engine.ledger.get_waiting("deal", "2001")
+    waiting = engine.ledger.get_waiting(RecordKind.DEAL, "2001")
     assert waiting is not None
     reason_due = datetime.fromisoformat(waiting.since) + timedelta(hours=24)
     tasks = {
@@ -448,14 +472,14 @@ def test_owner_task_and_escalation_share_one_subject_syntax_and_one_due_date(
 
 
 def test_refused_owner_task_is_created_by_the_rerun_with_the_first_deadline(
-    hub: Any, engine: HandoffEngine
+    hub: SandboxServer, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", None)
     hub.control.fail_next(1, 400, path_prefix="/crm/v3/objects/tasks", method="POST")
     with pytest.raises(PermanentHubSpotError):
         engine.handoff_deal("2001")
     assert tasks_for_deal(hub, "2001") == []
-    waiting = engine.ledger.get_waiting("deal", "2001")
+    waiting = engine.ledger.get_waiting(RecordKind.DEAL, "2001")
     assert waiting is not None
 
     report = engine.handoff_deal("2001")  # HubSpot refused it, so it surely does not exist yet
@@ -466,7 +490,9 @@ def test_refused_owner_task_is_created_by_the_rerun_with_the_first_deadline(
     assert due_ms(hub.control.object("tasks", task_id)) == int(reason_due.timestamp() * 1000)
 
 
-def test_stage_added_after_the_cache_was_filled_forces_one_refresh(hub: Any, engine: HandoffEngine) -> None:
+def test_stage_added_after_the_cache_was_filled_forces_one_refresh(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     engine.pipelines.catalog(engine.rules_source()[0].deals)  # cache filled before the new pipeline
     hub.control.seed(
         {
@@ -490,7 +516,9 @@ def test_stage_added_after_the_cache_was_filled_forces_one_refresh(hub: Any, eng
     assert lifecycle(hub, "3006") == "lead"
 
 
-def test_forget_drops_the_pending_mark(hub: Any, engine: HandoffEngine, redis_conn: redis.Redis) -> None:
+def test_forget_drops_the_pending_mark(
+    hub: SandboxServer, engine: HandoffEngine, redis_conn: redis.Redis
+) -> None:
     mark_pending_many(redis_conn, [("contact", "3006", "intake-task-3006")])
     engine.forget("contacts", "3006")
     assert not redis_conn.exists(pending_key("contact", "3006"))

@@ -3,28 +3,30 @@ dead letters dropped once their cause is gone. Sandbox over HTTP, real SDK gatew
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, RequestNotSentError
 from handoff_worker.handoff.deadletter import list_failures
 from handoff_worker.handoff.engine import HandoffEngine
+from handoff_worker.sandbox.testing import SandboxServer
 
 CONTACTS_UPDATE = "/crm/v3/objects/contacts/batch/update"
 
 
-def stage(hub: Any, contact_id: str) -> str | None:
+def stage(hub: SandboxServer, contact_id: str) -> str | None:
     found: str | None = hub.control.object("contacts", contact_id)["properties"].get("lifecyclestage")
     return found
 
 
-def fail_updates_after_the_clear(hub: Any, refusals: int) -> None:
+def fail_updates_after_the_clear(hub: SandboxServer, refusals: int) -> None:
     """Let the clear through, then have HubSpot refuse the next `refusals` contact writes."""
     hub.control.fail_call(2, 400, path_prefix=CONTACTS_UPDATE, count=refusals)
 
 
-def test_refused_set_with_markers_still_moves_the_stage_alone(hub: Any, engine: HandoffEngine) -> None:
+def test_refused_set_with_markers_still_moves_the_stage_alone(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     hub.control.lose_deal("2001", "Can't Fulfill Their Needs")  # writes a property that does not exist
     report = engine.handoff_deal("2001")
     assert report.outcome == "partial_failure"
@@ -35,7 +37,7 @@ def test_refused_set_with_markers_still_moves_the_stage_alone(hub: Any, engine: 
 
 
 def test_refused_set_moves_the_stage_alone_when_only_markers_were_refused(
-    hub: Any, engine: HandoffEngine
+    hub: SandboxServer, engine: HandoffEngine
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     fail_updates_after_the_clear(hub, refusals=1)  # the set with markers is refused
@@ -44,7 +46,9 @@ def test_refused_set_moves_the_stage_alone_when_only_markers_were_refused(
     assert stage(hub, "3001") == "lead" and stage(hub, "3002") == "lead"
 
 
-def test_stage_refused_twice_is_written_back_not_left_blank(hub: Any, engine: HandoffEngine) -> None:
+def test_stage_refused_twice_is_written_back_not_left_blank(
+    hub: SandboxServer, engine: HandoffEngine
+) -> None:
     hub.control.lose_deal("2001", "Pricing")
     before = {cid: stage(hub, cid) for cid in ("3001", "3002")}
     fail_updates_after_the_clear(hub, refusals=2)  # the set, then the stage alone
@@ -54,14 +58,14 @@ def test_stage_refused_twice_is_written_back_not_left_blank(hub: Any, engine: Ha
     assert all(stage(hub, cid) for cid in before)
 
 
-def test_stage_that_cannot_be_written_back_is_reported(hub: Any, engine: HandoffEngine) -> None:
+def test_stage_that_cannot_be_written_back_is_reported(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     fail_updates_after_the_clear(hub, refusals=3)  # the set, the stage alone, the write-back
     report = engine.handoff_deal("2001")
     assert any("left blank" in e and "set this contact's lifecycle stage" in e for e in report.errors)
 
 
-def test_refused_clear_hint_is_about_the_stage(hub: Any, engine: HandoffEngine) -> None:
+def test_refused_clear_hint_is_about_the_stage(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.fail_next(1, 400, path_prefix=CONTACTS_UPDATE)
     report = engine.handoff_deal("2001")
@@ -69,16 +73,16 @@ def test_refused_clear_hint_is_about_the_stage(hub: Any, engine: HandoffEngine) 
     assert all("marker" not in e and "lifecycle stages" in e for e in report.errors)
 
 
-def test_failed_owner_task_still_marks_the_record_waiting(hub: Any, engine: HandoffEngine) -> None:
+def test_failed_owner_task_still_marks_the_record_waiting(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", None)
     hub.control.fail_next(1, 403, path_prefix="/crm/v3/objects/tasks", method="POST")
     with pytest.raises(PermanentHubSpotError):
         engine.handoff_deal("2001")
-    waiting = engine.ledger.get_waiting("deal", "2001")
+    waiting = engine.ledger.get_waiting(RecordKind.DEAL, "2001")
     assert waiting is not None and waiting.loss_id == "deal:2001:1"
 
 
-def test_owner_task_never_sent_may_be_created_on_the_rerun(hub: Any, engine: HandoffEngine) -> None:
+def test_owner_task_never_sent_may_be_created_on_the_rerun(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", None)
     # HubSpot becomes unreachable once the engine has read the stages, before the task is sent.
     hub.control.refuse_connections_after("/crm/v3/pipelines/deals")
@@ -91,7 +95,7 @@ def test_owner_task_never_sent_may_be_created_on_the_rerun(hub: Any, engine: Han
     assert len(hub.control.associated_ids("deals", "2001", "tasks")) == 1
 
 
-def test_reopened_deal_leaves_the_dead_letter(hub: Any, engine: HandoffEngine) -> None:
+def test_reopened_deal_leaves_the_dead_letter(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Not Ready")  # workflow 5999 does not exist
     assert engine.handoff_deal("2001").outcome == "partial_failure"
     assert [f.object_id for f in list_failures(engine.redis)] == ["2001"]
@@ -100,7 +104,7 @@ def test_reopened_deal_leaves_the_dead_letter(hub: Any, engine: HandoffEngine) -
     assert list_failures(engine.redis) == []
 
 
-def test_deleted_deal_leaves_the_dead_letter(hub: Any, engine: HandoffEngine) -> None:
+def test_deleted_deal_leaves_the_dead_letter(hub: SandboxServer, engine: HandoffEngine) -> None:
     hub.control.lose_deal("2001", "Not Ready")
     engine.handoff_deal("2001")
     hub.control.rep_delete("deals", "2001")

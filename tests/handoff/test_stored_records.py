@@ -4,7 +4,6 @@ they were typed. Sandbox over HTTP, real SDK gateway, real Redis."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import redis
 
@@ -15,10 +14,11 @@ from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.inline import replay_failures
 from handoff_worker.handoff.ledger import WAITING_INDEX, Ledger, waiting_key
 from handoff_worker.handoff.run_record import Outcome
+from handoff_worker.sandbox.testing import SandboxServer
 
 
 def test_waiting_record_and_dead_letter_stored_as_text_are_read_and_replayed(
-    hub: Any, engine: HandoffEngine, redis_conn: redis.Redis
+    hub: SandboxServer, engine: HandoffEngine, redis_conn: redis.Redis
 ) -> None:
     waiting = {
         "kind": "deal",

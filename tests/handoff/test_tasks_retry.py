@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import redis
@@ -14,6 +13,7 @@ from redis.retry import Retry
 
 from handoff_worker import tasks, wiring
 from handoff_worker.celery_app import VISIBILITY_TIMEOUT_SECONDS
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import TransientHubSpotError
 from handoff_worker.handoff.deadletter import get_failure
 from handoff_worker.handoff.engine import HandoffEngine
@@ -21,6 +21,7 @@ from handoff_worker.hubspot.gateway import build_gateway
 from handoff_worker.hubspot.retry import DEFAULT_POLICY
 from handoff_worker.hubspot.translate import error_from_response
 from handoff_worker.nurture_config import RulesStore
+from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 
 
@@ -37,7 +38,7 @@ def wired(settings_for: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 
 
 def test_transient_failures_are_retried_then_kept_in_the_dead_letter(
-    hub: Any, wired: None, redis_conn: redis.Redis
+    hub: SandboxServer, wired: None, redis_conn: redis.Redis
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.fail_next(100, 503, path_prefix="/crm/v3/objects/deals/2001")
@@ -46,17 +47,19 @@ def test_transient_failures_are_retried_then_kept_in_the_dead_letter(
     assert result.result == {"outcome": "dead_letter"}
     runs = tasks.MAX_RETRIES + 1
     assert len(hub.control.requests("/crm/v3/objects/deals/2001")) == runs * DEFAULT_POLICY.max_attempts
-    failure = get_failure(redis_conn, "deal", "2001")
+    failure = get_failure(redis_conn, RecordKind.DEAL, "2001")
     assert failure is not None and failure.attempts == runs and "503" in failure.error
     assert failure.trigger == "webhook" and not failure.permanent
 
 
-def test_a_late_success_is_not_dead_lettered(hub: Any, wired: None, redis_conn: redis.Redis) -> None:
+def test_a_late_success_is_not_dead_lettered(
+    hub: SandboxServer, wired: None, redis_conn: redis.Redis
+) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.fail_next(DEFAULT_POLICY.max_attempts * 2, 503, path_prefix="/crm/v3/objects/deals/2001")
     result = tasks.handoff_deal.apply(kwargs={"deal_id": "2001", "trigger": "webhook"}, throw=False)
     assert result.result["outcome"] == "handed_off"
-    assert get_failure(redis_conn, "deal", "2001") is None
+    assert get_failure(redis_conn, RecordKind.DEAL, "2001") is None
 
 
 @pytest.mark.parametrize(("retries", "low", "high"), [(0, 15, 30), (3, 120, 240), (8, 600, 1200)])
@@ -64,13 +67,15 @@ def test_backoff_grows_and_is_capped(retries: int, low: float, high: float) -> N
     assert all(low <= tasks.backoff_seconds(retries) <= high for _ in range(50))
 
 
-def test_permanent_error_is_dead_lettered_not_lost(hub: Any, wired: None, redis_conn: redis.Redis) -> None:
+def test_permanent_error_is_dead_lettered_not_lost(
+    hub: SandboxServer, wired: None, redis_conn: redis.Redis
+) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.fail_next(1, 403, path_prefix="/crm/v3/objects/deals/2001")
     result = tasks.handoff_deal.apply(kwargs={"deal_id": "2001", "trigger": "webhook"}, throw=False)
     assert result.successful() and result.result == {"outcome": "dead_letter"}
     assert len(hub.control.requests("/crm/v3/objects/deals/2001")) == 1  # not retried
-    failure = get_failure(redis_conn, "deal", "2001")
+    failure = get_failure(redis_conn, RecordKind.DEAL, "2001")
     assert failure is not None and failure.permanent
     assert "permanent" in failure.error and "403" in failure.error
 
@@ -104,7 +109,7 @@ class ClosingListener:
 
 
 def test_redis_errors_are_retried_a_bounded_number_of_times(
-    hub: Any, settings_for: Callable[..., Settings], redis_conn: redis.Redis
+    hub: SandboxServer, settings_for: Callable[..., Settings], redis_conn: redis.Redis
 ) -> None:
     listener = ClosingListener()
     broken = redis.Redis(port=listener.port, retry=Retry(NoBackoff(), 0), socket_timeout=2)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -24,9 +23,11 @@ from handoff_worker.celery_app import (
     TASK_HANDOFF_DEAL,
     create_celery,
 )
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.pending import mark_pending_many, pending_key
+from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 from handoff_worker.testing import children_of, wait_until
 
@@ -90,11 +91,11 @@ def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
     app.close()
 
 
-def enrolled(hub: Any, workflow_id: str) -> list[str]:
+def enrolled(hub: SandboxServer, workflow_id: str) -> list[str]:
     return sorted(hub.control.enrollments()[workflow_id]["contactIds"])
 
 
-def enroll_outcomes(hub: Any, workflow_id: str) -> list[str]:
+def enroll_outcomes(hub: SandboxServer, workflow_id: str) -> list[str]:
     return [a["outcome"] for a in hub.control.enrollments()[workflow_id]["attempts"]]
 
 
@@ -104,7 +105,7 @@ def idle(client: redis.Redis) -> bool:
 
 
 def test_redelivered_and_parallel_tasks_enroll_exactly_once(
-    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+    hub: SandboxServer, worker: Worker, queue: Celery, redis_conn: redis.Redis
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     hub.control.set_faults(latency_ms=40)  # long enough for the copies to overlap
@@ -119,7 +120,7 @@ def test_redelivered_and_parallel_tasks_enroll_exactly_once(
 
 
 def test_task_releases_pending_and_waits_for_a_reason(
-    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+    hub: SandboxServer, worker: Worker, queue: Celery, redis_conn: redis.Redis
 ) -> None:
     hub.control.lose_deal("2001", None)
     mark_pending_many(redis_conn, [("deal", "2001", "intake-task-2001")])
@@ -132,19 +133,26 @@ def test_task_releases_pending_and_waits_for_a_reason(
     assert len(hub.control.associated_ids("deals", "2001", "tasks")) == 1
 
 
-def test_contact_task_and_forget(hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis) -> None:
+def test_contact_task_and_forget(
+    hub: SandboxServer, worker: Worker, queue: Celery, redis_conn: redis.Redis
+) -> None:
     hub.control.rep_update("contacts", "3006", {"hs_lead_status": "UNQUALIFIED"})
     queue.send_task(TASK_HANDOFF_CONTACT, kwargs={"contact_id": "3006", "trigger": "webhook"})
-    wait_until(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is not None, what="waiting mark")
+    wait_until(
+        lambda: Ledger(redis_conn).get_waiting(RecordKind.CONTACT, "3006") is not None, what="waiting mark"
+    )
     queue.send_task(
         TASK_FORGET_RECORD,
         kwargs={"object_type": "contacts", "object_id": "3006", "merged_into": None, "event": "deletion"},
     )
-    wait_until(lambda: Ledger(redis_conn).get_waiting("contact", "3006") is None, what="the record forgotten")
+    wait_until(
+        lambda: Ledger(redis_conn).get_waiting(RecordKind.CONTACT, "3006") is None,
+        what="the record forgotten",
+    )
 
 
 def test_worker_killed_mid_handoff_is_finished_by_the_redelivery(
-    hub: Any, worker: Worker, queue: Celery, redis_conn: redis.Redis
+    hub: SandboxServer, worker: Worker, queue: Celery, redis_conn: redis.Redis
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     # Slow enrollments: the kill lands after the first contact's enrollment, during the second.

@@ -64,11 +64,14 @@ def test_body_that_is_not_json_still_gives_a_message() -> None:
 
 
 def test_transport_failures() -> None:
-    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    # urllib3 wants the connection or pool the failure came from; translate reads only the type
+    # and the cause, so none is made here.
+    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]  # no connection
     assert isinstance(translate(refused, "op"), RequestNotSentError)
-    wrapped = urllib3.exceptions.MaxRetryError(None, "/x", refused)  # type: ignore[arg-type]
+    wrapped = urllib3.exceptions.MaxRetryError(None, "/x", refused)  # type: ignore[arg-type]  # no pool
     assert isinstance(translate(wrapped, "op"), RequestNotSentError)
-    read_timeout = translate(urllib3.exceptions.ReadTimeoutError(None, "/x", "slow"), "op")  # type: ignore[arg-type]
+    slow = urllib3.exceptions.ReadTimeoutError(None, "/x", "slow")  # type: ignore[arg-type]  # no pool
+    read_timeout = translate(slow, "op")
     assert type(read_timeout) is TransientHubSpotError
     assert type(translate(requests.ReadTimeout("slow"), "op")) is TransientHubSpotError
     assert type(translate(requests.ConnectionError("reset"), "op")) is TransientHubSpotError

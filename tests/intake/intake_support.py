@@ -84,7 +84,7 @@ class QueuedTask:
 def queued_tasks(conn: redis.Redis, queue: str = HANDOFF_QUEUE) -> list[QueuedTask]:
     """Decode the kombu messages waiting in the broker list, oldest first."""
     tasks = []
-    for raw in reversed(conn.lrange(queue, 0, -1)):  # type: ignore[union-attr]
+    for raw in reversed(conn.lrange(queue, 0, -1)):
         message = json.loads(raw)
         assert message["properties"]["body_encoding"] == "base64"
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))

@@ -117,7 +117,7 @@ def test_bad_signatures_get_401_and_one_log_line(
     assert response.status_code == 401
     assert queued_tasks(redis_conn) == []
     (record,) = [r for r in caplog.records if r.name == "handoff_worker.intake"]
-    assert record.fields["outcome"] == reason  # type: ignore[attr-defined]
+    assert record.fields["outcome"] == reason  # type: ignore[attr-defined]  # added through logging's `extra`
     text = record.getMessage()
     if setting:
         assert setting in text

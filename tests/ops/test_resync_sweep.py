@@ -148,7 +148,8 @@ def test_dry_run_writes_and_queues_nothing(ops: OpsEnv) -> None:
     before = {key: ops.redis.dump(key) for key in ops.redis.keys("*")}
     ops.server.control.clear_requests()
 
-    summary = run_locked(ops.redis, resync, ResyncRequest(*recent_window(), dry_run=True))
+    since, until = recent_window()
+    summary = run_locked(ops.redis, resync, ResyncRequest(since, until, dry_run=True))
 
     assert summary.dry_run and summary.deals_found == 2 and summary.queued == 2
     # Only the gateway's shared rate-limiter counters may change; nothing of the handoff's.

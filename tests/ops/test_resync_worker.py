@@ -78,7 +78,8 @@ def test_scheduled_sweep_task_hands_off_a_missed_deal_and_moves_the_watermark(
 
     ok = _wait_for(handed_off)
     if not ok and worker.poll() is not None:
-        pytest.fail(f"the worker exited: {worker.log_path.read_text()[-2000:]}")  # type: ignore[attr-defined]
+        log_path = worker.log_path  # type: ignore[attr-defined]  # set on the Popen by the fixture
+        pytest.fail(f"the worker exited: {log_path.read_text()[-2000:]}")
     assert ok, "the sweep task did not hand off the missed deal"
     assert _wait_for(lambda: read_watermark(ops.redis) is not None, 10)
     assert "8401" in ops.server.control.enrollments()["5101"]["contactIds"]

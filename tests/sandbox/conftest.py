@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from hubspot import HubSpot
 
+from handoff_worker.sandbox.testing import SandboxServer
+
 
 @pytest.fixture
-def client(sandbox: Any) -> HubSpot:
+def client(sandbox: SandboxServer) -> HubSpot:
     return HubSpot(access_token="test-token", host=sandbox.url)
 
 

@@ -10,14 +10,16 @@ from hubspot import HubSpot
 from hubspot.crm.associations.v4 import ApiException as AssociationsApiException
 from hubspot.crm.contacts import ApiException as ContactsApiException
 
+from handoff_worker.sandbox.testing import SandboxServer
 
-def _seed_deal_with_contacts(sandbox: Any, count: int) -> None:
+
+def _seed_deal_with_contacts(sandbox: SandboxServer, count: int) -> None:
     contacts = [{"id": str(5000 + i), "properties": {"email": f"c{i}@example.com"}} for i in range(count)]
     associations = [{"deal": "2002", "contact": c["id"]} for c in contacts]
     sandbox.control.seed({"contacts": contacts, "associations": associations})
 
 
-def test_association_pages_follow_the_after_cursor(client: HubSpot, sandbox: Any) -> None:
+def test_association_pages_follow_the_after_cursor(client: HubSpot, sandbox: SandboxServer) -> None:
     _seed_deal_with_contacts(sandbox, 7)
     seen, after = [], None
     while True:
@@ -78,7 +80,7 @@ def test_search_or_of_groups_and_inside_groups(client: HubSpot) -> None:
     assert answer.total == 3
 
 
-def test_search_datetime_filter_takes_ms_and_returns_iso(client: HubSpot, sandbox: Any) -> None:
+def test_search_datetime_filter_takes_ms_and_returns_iso(client: HubSpot, sandbox: SandboxServer) -> None:
     sandbox.control.seed(
         {
             "contacts": [
@@ -124,7 +126,7 @@ def test_search_limits_are_400(client: HubSpot, request_body: dict[str, Any]) ->
     assert caught.value.status == 400
 
 
-def test_search_cannot_page_past_10000(client: HubSpot, sandbox: Any) -> None:
+def test_search_cannot_page_past_10000(client: HubSpot, sandbox: SandboxServer) -> None:
     sandbox.control.seed({"contacts": [{"id": str(100_000 + i), "properties": {}} for i in range(10_001)]})
     match_all = [{"filters": [{"propertyName": "hs_object_id", "operator": "GTE", "value": "100000"}]}]
     last_page = _search(client, filterGroups=match_all, limit=200, after="9800")

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import requests
 from hubspot import HubSpot
 from hubspot.crm.properties import ApiException as PropertiesApiException
 
+from handoff_worker.sandbox.testing import SandboxServer
+
 AUTH = {"Authorization": "Bearer test-token"}
 
 
-def _enroll(sandbox: Any, workflow_id: int, email: str) -> requests.Response:
+def _enroll(sandbox: SandboxServer, workflow_id: int, email: str) -> requests.Response:
     url = f"{sandbox.url}/automation/v2/workflows/{workflow_id}/enrollments/contacts/{email}"
     return requests.post(url, headers=AUTH, timeout=5)
 
 
-def test_enrollment_is_204_once_without_reenrollment(sandbox: Any) -> None:
+def test_enrollment_is_204_once_without_reenrollment(sandbox: SandboxServer) -> None:
     first, second = (
         _enroll(sandbox, 5101, "dana.lee@acme.example"),
         _enroll(sandbox, 5101, "DANA.LEE@acme.example"),
@@ -28,7 +28,7 @@ def test_enrollment_is_204_once_without_reenrollment(sandbox: Any) -> None:
     assert [a["outcome"] for a in competitor["attempts"]] == ["enrolled", "already_enrolled"]
 
 
-def test_reenrollment_allowed_workflow_enrolls_again(sandbox: Any) -> None:
+def test_reenrollment_allowed_workflow_enrolls_again(sandbox: SandboxServer) -> None:
     for _ in range(2):
         assert _enroll(sandbox, 5103, "dana.lee@acme.example").status_code == 204
     assert sandbox.control.enrollments()["5103"]["count"] == 2
@@ -43,14 +43,14 @@ def test_reenrollment_allowed_workflow_enrolls_again(sandbox: Any) -> None:
         (5101, "nobody@example.com", 404),  # unknown contact
     ],
 )
-def test_enrollment_refusals(sandbox: Any, workflow_id: int, email: str, status: int) -> None:
+def test_enrollment_refusals(sandbox: SandboxServer, workflow_id: int, email: str, status: int) -> None:
     answer = _enroll(sandbox, workflow_id, email)
     assert answer.status_code == status
     assert answer.json()["status"] == "error"
     assert sandbox.control.enrollments()["5101"]["count"] == 0
 
 
-def test_flows_are_paged_and_map_to_workflow_ids(sandbox: Any) -> None:
+def test_flows_are_paged_and_map_to_workflow_ids(sandbox: SandboxServer) -> None:
     first = requests.get(
         f"{sandbox.url}/automation/v4/flows", params={"limit": 4}, headers=AUTH, timeout=5
     ).json()
@@ -80,7 +80,7 @@ def test_flows_are_paged_and_map_to_workflow_ids(sandbox: Any) -> None:
     ]
 
 
-def test_static_list_membership(client: HubSpot, sandbox: Any) -> None:
+def test_static_list_membership(client: HubSpot, sandbox: SandboxServer) -> None:
     fetched = client.crm.lists.lists_api.get_by_id("701")
     assert (fetched.list.processing_type, fetched.list.object_type_id) == ("MANUAL", "0-1")
     answer = client.crm.lists.memberships_api.add("701", ["3001", "424242"])
@@ -89,7 +89,7 @@ def test_static_list_membership(client: HubSpot, sandbox: Any) -> None:
     assert sandbox.control.list_memberships()["701"]["memberIds"] == ["3001"]
 
 
-def test_dynamic_list_refuses_members(sandbox: Any) -> None:
+def test_dynamic_list_refuses_members(sandbox: SandboxServer) -> None:
     answer = requests.put(
         f"{sandbox.url}/crm/v3/lists/703/memberships/add", json=["3001"], headers=AUTH, timeout=5
     )

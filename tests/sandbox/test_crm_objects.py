@@ -10,6 +10,8 @@ from hubspot import HubSpot
 from hubspot.crm.contacts import ApiException as ContactsApiException
 from hubspot.crm.deals import ApiException as DealsApiException
 
+from handoff_worker.sandbox.testing import SandboxServer
+
 
 def test_read_deal_returns_requested_and_system_properties(client: HubSpot) -> None:
     deal = client.crm.deals.basic_api.get_by_id("2001", properties=["dealname", "dealstage", "amount"])
@@ -134,7 +136,7 @@ def test_create_contact_and_pipelines(client: HubSpot) -> None:
     assert decoy.metadata["probability"] == "0.8"
 
 
-def test_task_created_with_deal_association(client: HubSpot, sandbox: Any) -> None:
+def test_task_created_with_deal_association(client: HubSpot, sandbox: SandboxServer) -> None:
     task = client.crm.objects.tasks.basic_api.create(
         {
             "properties": {

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import requests
 from hubspot import HubSpot
 from hubspot.crm.contacts import ApiException as ContactsApiException
 
+from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.testing import wait_until
 
 AUTH = {"Authorization": "Bearer test-token"}
 
 
-def test_missing_token_is_401(sandbox: Any) -> None:
+def test_missing_token_is_401(sandbox: SandboxServer) -> None:
     answer = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", timeout=5)
     assert answer.status_code == 401
     assert answer.json()["category"] == "INVALID_AUTHENTICATION"
 
 
-def test_configured_token_rejects_others(sandbox: Any) -> None:
+def test_configured_token_rejects_others(sandbox: SandboxServer) -> None:
     sandbox.control.configure(access_token="right")
     wrong = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
     right = requests.get(
@@ -29,7 +28,7 @@ def test_configured_token_rejects_others(sandbox: Any) -> None:
     assert (wrong.status_code, right.status_code) == (401, 200)
 
 
-def test_burst_limit_headers_and_429_body(sandbox: Any) -> None:
+def test_burst_limit_headers_and_429_body(sandbox: SandboxServer) -> None:
     sandbox.control.configure(rate_limit="3/10s")
     answers = [
         requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5) for _ in range(4)
@@ -47,7 +46,7 @@ def test_burst_limit_headers_and_429_body(sandbox: Any) -> None:
     assert "Retry-After" not in answers[3].headers
 
 
-def test_daily_limit(sandbox: Any) -> None:
+def test_daily_limit(sandbox: SandboxServer) -> None:
     sandbox.control.configure(daily_limit=1)
     first = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
     second = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
@@ -55,7 +54,7 @@ def test_daily_limit(sandbox: Any) -> None:
     assert (second.status_code, second.json()["policyName"]) == (429, "DAILY")
 
 
-def test_search_limit_is_five_per_second_without_headers(sandbox: Any) -> None:
+def test_search_limit_is_five_per_second_without_headers(sandbox: SandboxServer) -> None:
     url = f"{sandbox.url}/crm/v3/objects/contacts/search"
     answers = [requests.post(url, json={"limit": 1}, headers=AUTH, timeout=5) for _ in range(6)]
     assert [a.status_code for a in answers][-1] == 429
@@ -63,7 +62,7 @@ def test_search_limit_is_five_per_second_without_headers(sandbox: Any) -> None:
     assert not any(h.startswith("X-HubSpot-RateLimit") for h in answers[0].headers)
 
 
-def test_fail_next_is_deterministic_and_scoped_to_a_path(client: HubSpot, sandbox: Any) -> None:
+def test_fail_next_is_deterministic_and_scoped_to_a_path(client: HubSpot, sandbox: SandboxServer) -> None:
     sandbox.control.fail_next(2, 502, path_prefix="/crm/v3/objects/contacts/batch/update")
     update = {"inputs": [{"id": "3001", "properties": {"firstname": "D"}}]}
     client.crm.deals.basic_api.get_by_id("2001")  # another path: untouched
@@ -76,7 +75,7 @@ def test_fail_next_is_deterministic_and_scoped_to_a_path(client: HubSpot, sandbo
     assert statuses == [502, 502, 200]
 
 
-def test_injected_429_share_with_retry_after(sandbox: Any) -> None:
+def test_injected_429_share_with_retry_after(sandbox: SandboxServer) -> None:
     sandbox.control.set_faults(rate_limit_share=1.0, retry_after_s=3, path_prefixes=["/crm/v3/objects/deals"])
     limited = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
     other = requests.get(f"{sandbox.url}/crm/v3/objects/contacts/3001", headers=AUTH, timeout=5)
@@ -85,7 +84,7 @@ def test_injected_429_share_with_retry_after(sandbox: Any) -> None:
     assert other.status_code == 200
 
 
-def test_unreachable_drops_the_connection(sandbox: Any) -> None:
+def test_unreachable_drops_the_connection(sandbox: SandboxServer) -> None:
     sandbox.control.set_faults(unreachable=True)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
@@ -95,7 +94,7 @@ def test_unreachable_drops_the_connection(sandbox: Any) -> None:
     )
 
 
-def test_fail_call_fails_the_nth_matching_request_with_the_given_body(sandbox: Any) -> None:
+def test_fail_call_fails_the_nth_matching_request_with_the_given_body(sandbox: SandboxServer) -> None:
     deal = f"{sandbox.url}/crm/v3/objects/deals/2001"
     body = {"status": "error", "category": "VALIDATION_ERROR", "message": "chosen by the test"}
     sandbox.control.fail_call(2, 400, path_prefix="/crm/v3/objects/deals", method="GET", body=body)
@@ -105,7 +104,7 @@ def test_fail_call_fails_the_nth_matching_request_with_the_given_body(sandbox: A
     assert answers[1].json() == body
 
 
-def test_fault_rules_add_up_and_unknown_keys_are_refused(sandbox: Any) -> None:
+def test_fault_rules_add_up_and_unknown_keys_are_refused(sandbox: SandboxServer) -> None:
     sandbox.control.fail_call(1, 502, path_prefix="/crm/v3/objects/deals")
     sandbox.control.fail_call(1, 503, path_prefix="/crm/v3/objects/contacts")
     deal = requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
@@ -115,7 +114,7 @@ def test_fault_rules_add_up_and_unknown_keys_are_refused(sandbox: Any) -> None:
         sandbox.control.set_faults(fail_nth=[])
 
 
-def test_ignored_write_answers_success_and_changes_nothing(client: HubSpot, sandbox: Any) -> None:
+def test_ignored_write_answers_success_and_changes_nothing(client: HubSpot, sandbox: SandboxServer) -> None:
     sandbox.control.ignore_writes("contacts", "firstname", object_id="3001", value="Ignored", count=1)
     update = {
         "inputs": [
@@ -134,13 +133,13 @@ def test_ignored_write_answers_success_and_changes_nothing(client: HubSpot, sand
     assert sandbox.control.object("contacts", "3001")["properties"]["firstname"] == "Ignored"
 
 
-def test_rep_edits_are_never_ignored(sandbox: Any) -> None:
+def test_rep_edits_are_never_ignored(sandbox: SandboxServer) -> None:
     sandbox.control.ignore_writes("contacts", "firstname")
     sandbox.control.rep_update("contacts", "3001", {"firstname": "By hand"})
     assert sandbox.control.object("contacts", "3001")["properties"]["firstname"] == "By hand"
 
 
-def test_record_deleted_after_the_nth_matching_request(sandbox: Any) -> None:
+def test_record_deleted_after_the_nth_matching_request(sandbox: SandboxServer) -> None:
     contact = f"{sandbox.url}/crm/v3/objects/contacts/3001"
     sandbox.control.delete_after("contacts", "3001", path_prefix="/crm/v3/objects/contacts/3001", after=2)
     assert requests.get(contact, headers=AUTH, timeout=5).status_code == 200
@@ -150,7 +149,7 @@ def test_record_deleted_after_the_nth_matching_request(sandbox: Any) -> None:
     assert any(c["property"] == "deleted" and c["objectId"] == "3001" for c in sandbox.control.changes())
 
 
-def test_refused_connections_fail_before_sending_until_accepted_again(sandbox: Any) -> None:
+def test_refused_connections_fail_before_sending_until_accepted_again(sandbox: SandboxServer) -> None:
     sandbox.control.refuse_connections_after("/crm/v3/objects/deals/2001")
     assert requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5).ok
     with pytest.raises(requests.ConnectionError, match="refused"):
@@ -163,7 +162,7 @@ def test_refused_connections_fail_before_sending_until_accepted_again(sandbox: A
     ]
 
 
-def test_refused_connections_come_back_after_the_given_seconds(sandbox: Any) -> None:
+def test_refused_connections_come_back_after_the_given_seconds(sandbox: SandboxServer) -> None:
     sandbox.control.refuse_connections_after("/crm/v3/objects/deals", seconds=0.2)
     requests.get(f"{sandbox.url}/crm/v3/objects/deals/2001", headers=AUTH, timeout=5)
     assert sandbox.refusing_connections  # from before that answer was sent
@@ -178,7 +177,7 @@ def test_refused_connections_come_back_after_the_given_seconds(sandbox: Any) -> 
     wait_until(answers, timeout=10, what="the sandbox to accept connections again", every=0.05)
 
 
-def test_requests_are_recorded_with_body_and_status(client: HubSpot, sandbox: Any) -> None:
+def test_requests_are_recorded_with_body_and_status(client: HubSpot, sandbox: SandboxServer) -> None:
     client.crm.contacts.batch_api.read({"inputs": [{"id": "3001"}], "properties": ["email"]})
     [entry] = sandbox.control.requests("/crm/v3/objects/contacts/batch/read")
     assert entry["method"] == "POST"

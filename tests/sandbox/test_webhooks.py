@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubspot import HubSpot
 from hubspot.utils.signature import Signature
 
+from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.sandbox.webhooks import DEFAULT_CLIENT_SECRET
 
+if TYPE_CHECKING:
+    from tests.sandbox.conftest import Receiver
 
-def _point_at(sandbox: Any, receiver: Any, **settings: Any) -> None:
+
+def _point_at(sandbox: SandboxServer, receiver: Receiver, **settings: Any) -> None:
     sandbox.control.configure(webhook_url=receiver.url, **settings)
 
 
-def test_rep_losing_a_deal_sends_signed_property_changes(sandbox: Any, receiver: Any) -> None:
+def test_rep_losing_a_deal_sends_signed_property_changes(sandbox: SandboxServer, receiver: Receiver) -> None:
     _point_at(sandbox, receiver)
     sandbox.control.lose_deal("2001", "Competitor")
     sandbox.control.wait_for_webhooks(timeout=10)
@@ -43,7 +47,9 @@ def test_rep_losing_a_deal_sends_signed_property_changes(sandbox: Any, receiver:
     assert {"eventId", "subscriptionId", "portalId", "appId", "occurredAt", "sourceId"} <= stage.keys()
 
 
-def test_api_writes_come_back_as_integration_changes(client: HubSpot, sandbox: Any, receiver: Any) -> None:
+def test_api_writes_come_back_as_integration_changes(
+    client: HubSpot, sandbox: SandboxServer, receiver: Receiver
+) -> None:
     _point_at(sandbox, receiver, app_id=777)
     client.crm.contacts.batch_api.update(
         {"inputs": [{"id": "3002", "properties": {"hs_lead_status": "NEW"}}]}
@@ -59,7 +65,9 @@ def test_api_writes_come_back_as_integration_changes(client: HubSpot, sandbox: A
     assert event["appId"] == 777
 
 
-def test_failed_deliveries_are_retried_with_growing_attempt_numbers(sandbox: Any, receiver: Any) -> None:
+def test_failed_deliveries_are_retried_with_growing_attempt_numbers(
+    sandbox: SandboxServer, receiver: Receiver
+) -> None:
     receiver.fail_first, receiver.fail_status = 2, 503
     _point_at(sandbox, receiver)
     sandbox.control.rep_update("contacts", "3006", {"hs_lead_status": "UNQUALIFIED"})
@@ -70,7 +78,7 @@ def test_failed_deliveries_are_retried_with_growing_attempt_numbers(sandbox: Any
     assert (state["delivered"], state["failedAttempts"]) == (1, 2)
 
 
-def test_delivery_gives_up_after_ten_attempts(sandbox: Any, receiver: Any) -> None:
+def test_delivery_gives_up_after_ten_attempts(sandbox: SandboxServer, receiver: Receiver) -> None:
     receiver.fail_first, receiver.fail_status = 100, 400
     _point_at(sandbox, receiver, retry_delays=[0.01] * 9)
     sandbox.control.rep_update("contacts", "3006", {"hs_lead_status": "NEW"})
@@ -79,7 +87,7 @@ def test_delivery_gives_up_after_ten_attempts(sandbox: Any, receiver: Any) -> No
     assert (state["failed"], state["delivered"]) == (1, 0)
 
 
-def test_creation_association_merge_and_deletion_events(sandbox: Any, receiver: Any) -> None:
+def test_creation_association_merge_and_deletion_events(sandbox: SandboxServer, receiver: Receiver) -> None:
     _point_at(sandbox, receiver)
     sandbox.control.associate("2002", "3006")
     sandbox.control.dissociate("2002", "3006")
@@ -104,12 +112,15 @@ def test_creation_association_merge_and_deletion_events(sandbox: Any, receiver: 
     assert sandbox.control.associated_ids("contacts", "3001", "deals") == ["2001"]
 
 
-def test_many_changes_are_batched_below_100_events_per_request(sandbox: Any, receiver: Any) -> None:
-    contacts = [{"id": str(8000 + i), "properties": {"email": f"b{i}@example.com"}} for i in range(150)]
+def test_many_changes_are_batched_below_100_events_per_request(
+    sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    ids = [str(8000 + i) for i in range(150)]
+    contacts = [{"id": cid, "properties": {"email": f"b{i}@example.com"}} for i, cid in enumerate(ids)]
     sandbox.control.seed({"contacts": contacts})
     _point_at(sandbox, receiver, batch_window=0.5)
-    for contact in contacts:
-        sandbox.control.rep_update("contacts", contact["id"], {"hs_lead_status": "NEW"})
+    for contact_id in ids:
+        sandbox.control.rep_update("contacts", contact_id, {"hs_lead_status": "NEW"})
     sandbox.control.wait_for_webhooks(timeout=20)
     sizes = [len(json.loads(r["body"])) for r in receiver.received]
     assert sum(sizes) == 150
