@@ -14,7 +14,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+from handoff_worker.settings import get_settings
+
+bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+# /readyz and /metrics are answered only on this internal listener (see the README).
+_ops_bind = get_settings().ops_bind
+if _ops_bind:
+    if _ops_bind.rsplit(":", 1)[1] == os.environ.get("PORT", "8000"):
+        raise SystemExit(
+            f"OPS_BIND={_ops_bind} uses the public PORT: give the internal listener its own port"
+        )
+    bind.append(_ops_bind)
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "8"))

@@ -72,6 +72,8 @@ class Settings:
     signature_versions: tuple[str, ...] = ("v3",)
     webhook_max_body_bytes: int = 1024 * 1024
     trusted_proxy_count: int = 0
+    # host:port of the web process's internal listener, the only one answering /readyz and /metrics.
+    ops_bind: str = ""
     resync_interval_minutes: int = 15
     resync_lookback_minutes: int = 10
     log_level: str = "INFO"
@@ -209,6 +211,36 @@ def _redis_url_problem(url: str) -> str | None:
     return None
 
 
+def _public_url(env: Mapping[str, str]) -> str:
+    """The exact URL HubSpot calls: HubSpot signs it whole, query included, so a query is kept as
+    written (no trailing slash trimmed from it). A fragment is never sent, so it cannot be right."""
+    example = "https://handoff.example.com/webhooks/hubspot"
+    checked = _url(env, "WEBHOOK_PUBLIC_URL", "", schemes=("http", "https"), example=example)
+    raw = _get(env, "WEBHOOK_PUBLIC_URL") or ""
+    if "#" in raw:
+        raise SettingsError(
+            f"WEBHOOK_PUBLIC_URL={raw!r} has a #fragment, which HubSpot never sends: write the webhook "
+            f"target URL of the HubSpot app exactly, e.g. WEBHOOK_PUBLIC_URL={example}?source=hubspot"
+        )
+    return raw if "?" in raw else checked
+
+
+_BIND_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+
+
+def _bind_address(env: Mapping[str, str], name: str, *, example: str) -> str:
+    raw = _get(env, name) or ""
+    if not raw:
+        return ""
+    match = _BIND_RE.match(raw)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise SettingsError(
+            f"{name}={raw!r} is not a host:port to listen on, e.g. {name}={example} "
+            f"(loopback) or {name}=10.0.0.5:9100 (a private interface)"
+        )
+    return raw
+
+
 def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
     for name in require:
         if not _get(env, name):
@@ -238,13 +270,7 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
             "e.g. HUBSPOT_SIGNATURE_VERSIONS=v3"
         )
 
-    public_url = _url(
-        env,
-        "WEBHOOK_PUBLIC_URL",
-        "",
-        schemes=("http", "https"),
-        example="https://handoff.example.com/webhooks/hubspot",
-    )
+    public_url = _public_url(env)
 
     return Settings(
         hubspot_access_token=_get(env, "HUBSPOT_ACCESS_TOKEN") or "",
@@ -275,6 +301,7 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
         signature_versions=versions,
         webhook_max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, example="1048576")),
         trusted_proxy_count=int(_number(env, "TRUSTED_PROXY_COUNT", 0, example="1")),
+        ops_bind=_bind_address(env, "OPS_BIND", example="127.0.0.1:9100"),
         resync_interval_minutes=int(_number(env, "RESYNC_INTERVAL_MINUTES", 15, example="15")) or 15,
         resync_lookback_minutes=int(_number(env, "RESYNC_LOOKBACK_MINUTES", 10, example="10")),
         log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),

@@ -24,7 +24,7 @@ def test_env_example_lists_every_setting_the_code_reads() -> None:
     read &= {
         n
         for n in read
-        if n.startswith(("HUBSPOT_", "REDIS_", "HANDOFF_", "WEBHOOK_", "TRUSTED_", "RESYNC_", "LOG_"))
+        if n.startswith(("HUBSPOT_", "REDIS_", "HANDOFF_", "WEBHOOK_", "TRUSTED_", "RESYNC_", "LOG_", "OPS_"))
     }
     listed = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read, "no setting names found in settings.py"

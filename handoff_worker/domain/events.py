@@ -2,8 +2,13 @@
 
 HubSpot posts a JSON array of event objects. Each becomes one frozen `WebhookEvent`; a type we do
 not know becomes `EventKind.UNKNOWN` instead of an error, so HubSpot adding a subscription type
-never turns into retried deliveries. Only wrong shapes (not an object, a field of the wrong type)
-are errors, and they name the index and the field.
+never turns into retried deliveries. Only wrong shapes (not an object, a field of the wrong type,
+an id that is not a positive 64-bit number) are errors, and they name the index and the field.
+They are per event: `parse_batch` keeps the good events of a batch and lists the refused ones,
+because a retry of the whole batch would fail the same way and lose the good events with it.
+
+Ids are made canonical here (ASCII digits, no leading zeros: `"0007"` and `7` are the same
+record), so dedupe and coalescing see one spelling of each record.
 
 `plan_work` decides which events can start or unblock a handoff and what to queue for them. It
 applies no business rule: whether a deal is really lost is for the task to find out after
@@ -36,12 +41,30 @@ class EventKind(StrEnum):
     UNKNOWN = "unknown"
 
 
-class EventParseError(HandoffError):
-    """The payload is not a JSON array of HubSpot event objects."""
+# HubSpot's object ids, timestamps and counters are signed 64-bit numbers.
+MAX_ID = 2**63 - 1
+_MAX_DIGITS = len(str(MAX_ID))
+# One merge names the records merged into the survivor: a handful in practice. Each becomes a unit
+# of work, so a longer list is refused instead of fanning out without bound (merged-away records
+# also send their own deletion, and the scheduled resync re-reads the survivor).
+MAX_MERGED_IDS = 100
 
-    def __init__(self, message: str, *, index: int | None = None, field_name: str | None = None) -> None:
+
+class EventParseError(HandoffError):
+    """The payload, or one event of it, is not what HubSpot sends. `reason` is a short tag for
+    metrics; the message names the index and field but never quotes the value (it may be personal)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        field_name: str | None = None,
+        reason: str = "bad_shape",
+    ) -> None:
         self.index = index
         self.field_name = field_name
+        self.reason = reason
         where = ""
         if index is not None:
             where = f"event [{index}]"
@@ -86,7 +109,8 @@ class WebhookEvent:
             self.event_id,
         )
         text = "\x1f".join("" if p is None else str(p) for p in parts)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        # JSON can carry a lone UTF-16 surrogate ("\ud83d", a text cut mid-emoji); it still hashes.
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def is_own_write(self, app_id: str) -> bool:
         """Events caused by this app's own writes (HubSpot sends those back too)."""
@@ -96,11 +120,33 @@ class WebhookEvent:
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def parse_events(payload: object) -> tuple[WebhookEvent, ...]:
-    """The decoded JSON body -> events. Raises `EventParseError` naming the index and field."""
+@dataclass(frozen=True)
+class ParsedBatch:
+    events: tuple[WebhookEvent, ...]
+    refused: tuple[EventParseError, ...] = ()
+
+
+def parse_batch(payload: object) -> ParsedBatch:
+    """The decoded JSON body -> the events it holds and the ones refused, each refusal naming its
+    index and field. Raises `EventParseError` only when the body is not an array at all."""
     if not isinstance(payload, list):
         raise EventParseError(f"the body must be a JSON array of events, got {_json_kind(payload)}")
-    return tuple(_parse_one(item, index) for index, item in enumerate(payload))
+    events: list[WebhookEvent] = []
+    refused: list[EventParseError] = []
+    for index, item in enumerate(payload):
+        try:
+            events.append(_parse_one(item, index))
+        except EventParseError as exc:
+            refused.append(exc)
+    return ParsedBatch(tuple(events), tuple(refused))
+
+
+def parse_events(payload: object) -> tuple[WebhookEvent, ...]:
+    """Like `parse_batch`, but any refused event raises its `EventParseError`."""
+    batch = parse_batch(payload)
+    if batch.refused:
+        raise batch.refused[0]
+    return batch.events
 
 
 def _parse_one(item: object, index: int) -> WebhookEvent:
@@ -113,6 +159,7 @@ def _parse_one(item: object, index: int) -> WebhookEvent:
             "missing: every event needs 'subscriptionType' (or 'eventType')",
             index=index,
             field_name="subscriptionType",
+            reason="missing_field",
         )
     object_type, kind = _classify(subscription_type, fields.text("objectTypeId"))
     if kind is EventKind.UNKNOWN:
@@ -164,9 +211,14 @@ class _Fields:
         self._item = item
         self._index = index
 
-    def _fail(self, name: str, expected: str) -> EventParseError:
-        got = _json_kind(self._item[name])
-        return EventParseError(f"must be {expected}, got {got}", index=self._index, field_name=name)
+    def _fail(self, name: str, expected: str, reason: str = "bad_shape") -> EventParseError:
+        return self._wrong(name, self._item[name], expected, reason)
+
+    def _wrong(self, name: str, value: object, expected: str, reason: str) -> EventParseError:
+        got = _number_kind(value) if reason in {"bad_id", "bad_number"} else _json_kind(value)
+        return EventParseError(
+            f"must be {expected}, got {got}", index=self._index, field_name=name, reason=reason
+        )
 
     def text(self, name: str) -> str | None:
         value = self._item.get(name)
@@ -188,20 +240,25 @@ class _Fields:
         raise self._fail(name, "a string")
 
     def integer(self, name: str) -> int | None:
+        """A count or a time in ms: a whole number from 0 to 2^63-1, or its ASCII digits."""
         value = self._item.get(name)
         if value is None:
             return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        raise self._fail(name, "an integer")
+        number = _whole_number(value)
+        if number is None:
+            raise self._fail(name, "a whole number from 0 to 2^63-1", "bad_number")
+        return number
 
     def ident(self, name: str, *, required: bool = False) -> str | None:
         value = self._item.get(name)
         if value is None:
             if required:
-                raise EventParseError("missing: this event type needs it", index=self._index, field_name=name)
+                raise EventParseError(
+                    "missing: this event type needs it",
+                    index=self._index,
+                    field_name=name,
+                    reason="missing_field",
+                )
             return None
         return self._id_text(name, value)
 
@@ -211,6 +268,13 @@ class _Fields:
             return ()
         if not isinstance(value, list):
             raise self._fail(name, "an array of ids")
+        if len(value) > MAX_MERGED_IDS:
+            raise EventParseError(
+                f"lists {len(value)} ids, more than the {MAX_MERGED_IDS} one event may name",
+                index=self._index,
+                field_name=name,
+                reason="too_many_ids",
+            )
         return tuple(self._id_text(name, v) for v in value)
 
     def flag(self, name: str) -> bool:
@@ -222,13 +286,42 @@ class _Fields:
         return value
 
     def _id_text(self, name: str, value: object) -> str:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str) and value.isdigit():
-            return value
-        raise EventParseError(
-            f"must be a numeric id, got {_json_kind(value)}", index=self._index, field_name=name
-        )
+        number = _whole_number(value)
+        if not number:  # None, or 0: HubSpot ids start at 1
+            raise self._wrong(name, value, "a numeric id from 1 to 2^63-1", "bad_id")
+        return str(number)
+
+
+def _whole_number(value: object) -> int | None:
+    """`value` as an int in 0..MAX_ID when it is a JSON integer or a string of ASCII digits, else
+    None. `str.isdigit` alone lets through "²" and "١٢٣", which `int()` then fails on or reads."""
+    if type(value) is int:  # not bool, not float
+        return value if 0 <= value <= MAX_ID else None
+    if type(value) is str and value.isascii() and value.isdigit():
+        digits = value.lstrip("0") or "0"
+        if len(digits) <= _MAX_DIGITS:
+            number = int(digits)
+            return number if number <= MAX_ID else None
+    return None
+
+
+def _number_kind(value: object) -> str:
+    """What is wrong with a would-be id or count, without quoting it."""
+    if type(value) is int:
+        return "a negative number" if value < 0 else "zero" if value == 0 else "a number over 2^63-1"
+    if isinstance(value, float):
+        return "a number with a fraction or an exponent"
+    if isinstance(value, OversizedNumber):
+        return "a number too long to read"
+    if type(value) is str:
+        if value.isascii() and value.isdigit():
+            return "zero" if not value.strip("0") else "digits over 2^63-1"
+        return "a string that is not ASCII digits"
+    return _json_kind(value)
+
+
+class OversizedNumber:
+    """Stands in for a JSON integer too long to convert (see `handoff_worker.intake.webhook`)."""
 
 
 def _json_kind(value: object) -> str:
@@ -236,7 +329,7 @@ def _json_kind(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | OversizedNumber):
         return "a number"
     if isinstance(value, str):
         return "a string"

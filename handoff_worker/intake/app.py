@@ -1,12 +1,15 @@
-"""The intake's Flask app: `POST /webhooks/hubspot`, `/healthz`, `/readyz`, `/metrics`.
+"""The intake's Flask app: `POST /webhooks/hubspot` and `/healthz` on every listener; `/readyz` and
+`/metrics` only on the internal one named by OPS_BIND.
 
 The webhook handler verifies, parses, dedupes, enqueues and answers. It never calls HubSpot and
 applies no business rule; the tasks re-read HubSpot and decide.
 
-Answers: 204 when every event is durably queued (or deliberately dropped or a duplicate), 401 for a
-missing, wrong or stale signature, 400 for a body that is not an array of events, 413 too big, 415
-not JSON, 503 when Redis or the queue cannot take the events (HubSpot then retries). Never a 500
-with a traceback.
+Answers: 204 when every readable event is durably queued (or deliberately dropped or a duplicate;
+events refused one by one are counted and logged), 401 for a missing, wrong or stale signature,
+400 for a body that is not a JSON array, 413 too big, 415 not JSON, 503 when Redis or the queue
+cannot take the events (HubSpot then retries). Refusals before the signature is checked tell the
+caller only a generic reason; the detail goes to the log. Never a 500 with a traceback; an
+unexpected error is a counted 500.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -26,6 +29,7 @@ from handoff_worker.celery_app import HANDOFF_QUEUE, create_celery
 from handoff_worker.domain.events import (
     Disposition,
     EventDecision,
+    EventParseError,
     WatchedProperties,
     decide_all,
 )
@@ -97,8 +101,35 @@ def create_app(
         lambda: _readiness(redis_conn, celery, rules_loaded=rules is not None),
     )
     app.add_url_rule("/metrics", "metrics", _metrics)
+    _serve_ops_endpoints_only_on(app, ops_listener_port(settings))
     _register_error_handlers(app)
     return app
+
+
+# Readiness details and metrics are for operators: answered on the internal listener (OPS_BIND)
+# only, never on the port the internet reaches.
+OPS_ENDPOINTS = frozenset({"readyz", "metrics"})
+
+
+def ops_listener_port(settings: Settings) -> str | None:
+    return settings.ops_bind.rsplit(":", 1)[1] if settings.ops_bind else None
+
+
+def _serve_ops_endpoints_only_on(app: Flask, port: str | None) -> None:
+    @app.before_request
+    def refuse_ops_endpoints_elsewhere() -> None:
+        if request.endpoint in OPS_ENDPOINTS and _listener_port(request.environ) != port:
+            # The same answer as a path that does not exist: nothing to probe.
+            abort(404)
+
+
+def _listener_port(environ: dict[str, Any]) -> str | None:
+    """The port of the socket the request came in on. WSGI servers set SERVER_PORT from their
+    listener (gunicorn does, from the socket itself, for TCP binds); forwarded headers applied by
+    ProxyFix overwrite it, so its saved original is read first."""
+    original = environ.get("werkzeug.proxy_fix.orig") or environ
+    port = original.get("SERVER_PORT")
+    return str(port) if port else None
 
 
 class _Intake:
@@ -128,36 +159,54 @@ class _Intake:
     def handle(self) -> Response | tuple[Response, int]:
         started = time.perf_counter()
         fields: dict[str, Any] = {"path": WEBHOOK_PATH, "events": 0}
-        status, outcome, message = self._process(fields)
+        status, outcome, message, public = self._process(fields)
         duration = time.perf_counter() - started
         metrics.LATENCY.observe(duration)
         metrics.REQUESTS.labels(status=str(status)).inc()
         fields.update(status=status, outcome=outcome, duration_ms=round(duration * 1000, 2))
-        level = logging.WARNING if status >= 400 else logging.INFO
+        level = logging.WARNING if status >= 400 or fields.get("refused_events") else logging.INFO
         log.log(level, message, extra={"fields": fields})
         if status == 204:
             return Response(status=204)
-        return jsonify(error=message), status
+        return jsonify(error=public), status
 
-    def _process(self, fields: dict[str, Any]) -> tuple[int, str, str]:
-        """(status, outcome tag, log message). Fills `fields` with counts for the log line."""
+    def _process(self, fields: dict[str, Any]) -> tuple[int, str, str, str]:
+        """(status, outcome tag, log message, what the caller is told). Fills `fields` with counts
+        for the log line."""
         try:
-            events = self.webhook.receive(request)
+            batch = self.webhook.receive(request)
         except RejectedRequestError as exc:
             metrics.REJECTED.labels(reason=exc.reason).inc()
-            return exc.status, exc.reason, _rejection_message(exc)
+            return exc.status, exc.reason, _rejection_message(exc), exc.public
+        events = batch.events
         fields["events"] = len(events)
         metrics.EVENTS_RECEIVED.inc(len(events))
+        if batch.refused:
+            _count_refusals(batch.refused, fields)
         decisions = decide_all(events, watched=self.watched, app_id=self.settings.hubspot_app_id)
         _count_dispositions(decisions, fields)
         try:
             result = self.dispatcher.dispatch(decisions)
         except QueueUnavailableError as exc:
             metrics.ENQUEUE_FAILURES.inc()
-            return 503, "queue_unavailable", f"events not queued, HubSpot will retry (check REDIS_URL): {exc}"
+            message = f"events not queued, HubSpot will retry (check REDIS_URL): {exc}"
+            return 503, "queue_unavailable", message, "events not queued, the queue is unavailable (REDIS_URL)"
         _count_result(result, fields)
         metrics.EVENTS_ACCEPTED.inc(len(events))
-        return 204, "accepted", "webhook accepted"
+        return 204, "accepted", "webhook accepted", ""
+
+
+# Enough to find the cause in the body HubSpot keeps; a batch of many bad events is one line.
+_REFUSALS_LOGGED = 5
+
+
+def _count_refusals(refused: tuple[EventParseError, ...], fields: dict[str, Any]) -> None:
+    """Events refused one by one are acknowledged with the rest of the batch: retrying cannot
+    make them readable. They are counted by reason and named (index and field, never the value)."""
+    for error in refused:
+        metrics.REFUSED_EVENTS.labels(reason=error.reason).inc()
+    fields["refused_events"] = len(refused)
+    fields["refusals"] = [str(error) for error in refused[:_REFUSALS_LOGGED]]
 
 
 def _rejection_message(exc: RejectedRequestError) -> str:
@@ -220,6 +269,11 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:
-        # Logged with its traceback for us; the caller only learns that it failed.
-        log.exception("unexpected error answering %s", request.path)
+        # Logged with its traceback for us and counted, so an alert sees it; the caller only
+        # learns that it failed.
+        endpoint = request.url_rule.endpoint if request.url_rule else "none"
+        metrics.UNEXPECTED_ERRORS.labels(endpoint=endpoint).inc()
+        if endpoint == "hubspot_webhook":
+            metrics.REQUESTS.labels(status="500").inc()
+        log.exception("unexpected error answering %s", request.path, extra={"fields": {"status": 500}})
         return jsonify(error="internal error; the request can be retried"), 500

@@ -21,6 +21,16 @@ from prometheus_client import (
 
 REQUESTS = Counter("handoff_intake_requests", "Webhook requests answered, by HTTP status", ["status"])
 REJECTED = Counter("handoff_intake_rejected_requests", "Webhook requests refused, by reason", ["reason"])
+REFUSED_EVENTS = Counter(
+    "handoff_intake_refused_events",
+    "Events of a signed batch refused one by one (unreadable field, bad id), by reason",
+    ["reason"],
+)
+UNEXPECTED_ERRORS = Counter(
+    "handoff_intake_unexpected_errors",
+    "Requests answered 500 by an unexpected error, by endpoint",
+    ["endpoint"],
+)
 EVENTS_RECEIVED = Counter("handoff_intake_events_received", "Events in accepted, well-formed requests")
 EVENTS_ACCEPTED = Counter(
     "handoff_intake_events_accepted", "Events acknowledged after their work was queued (or already was)"

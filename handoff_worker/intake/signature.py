@@ -17,6 +17,7 @@ from typing import Protocol
 # or a badly wrong clock.
 MAX_AGE_MS = 5 * 60 * 1000
 MAX_FUTURE_MS = 60 * 1000
+MAX_TIMESTAMP_DIGITS = 19
 
 V3_SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 V3_TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -116,7 +117,9 @@ def check_timestamp(timestamp: str | None, now_ms: int) -> None:
         raise MissingSignatureError(
             f"the {V3_TIMESTAMP_HEADER} header is missing; HubSpot always sends it with v3 signatures"
         )
-    if not timestamp.isdigit():
+    # ASCII digits only, and no longer than a 64-bit number: `isdigit` also passes "²" and "١٢٣",
+    # and thousands of digits cost `int()` an error (or the CPU) before any signature is checked.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
         raise TimestampError(f"the {V3_TIMESTAMP_HEADER} header is not a number of milliseconds")
     age_ms = now_ms - int(timestamp)
     if age_ms > MAX_AGE_MS:

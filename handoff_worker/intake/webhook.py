@@ -7,25 +7,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from urllib.parse import quote
 
 from flask import Request
 
-from handoff_worker.domain.events import EventParseError, WebhookEvent, parse_events
+from handoff_worker.domain.events import EventParseError, OversizedNumber, ParsedBatch, parse_batch
 from handoff_worker.intake import signature
 from handoff_worker.settings import Settings
 
 
 class RejectedRequestError(Exception):
     """The request is refused. `status` is the HTTP answer, `reason` a short tag for logs/metrics,
-    and the message is safe to show to the caller and to log (no secrets, no signatures)."""
+    `message` the detail for our log (no secrets, no signatures, no values), and `public` what
+    the caller is told: refusals before the signature is checked answer anyone, so they say what
+    to fix without naming settings or revealing the server's clock."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, public: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.public = message if public is None else public
 
 
 class WebhookBase:
@@ -34,7 +36,7 @@ class WebhookBase:
     def __init__(self, max_body_bytes: int) -> None:
         self.max_body_bytes = max_body_bytes
 
-    def receive(self, request: Request) -> Sequence[WebhookEvent]:
+    def receive(self, request: Request) -> ParsedBatch:
         body = self.read_body(request)
         self.validate(request, body)
         return self.parse(body)
@@ -48,6 +50,7 @@ class WebhookBase:
                 415,
                 "content_type",
                 f"Content-Type must be application/json, got {request.mimetype or 'none'}",
+                public="Content-Type must be application/json",
             )
         # Never trust the header alone: read at most one byte past the limit.
         body = request.stream.read(self.max_body_bytes + 1)
@@ -60,12 +63,13 @@ class WebhookBase:
             413,
             "too_large",
             f"body of {size} bytes is over the limit of {self.max_body_bytes} (WEBHOOK_MAX_BODY_BYTES)",
+            public=f"body over the limit of {self.max_body_bytes} bytes",
         )
 
     def validate(self, request: Request, body: bytes) -> None:
         raise NotImplementedError
 
-    def parse(self, body: bytes) -> Sequence[WebhookEvent]:
+    def parse(self, body: bytes) -> ParsedBatch:
         raise NotImplementedError
 
 
@@ -88,17 +92,46 @@ class HubSpotWebhook(WebhookBase):
                 uri_hint=uri_setting,
             )
         except signature.SignatureError as exc:
-            raise RejectedRequestError(401, exc.reason, str(exc)) from None
+            raise RejectedRequestError(401, exc.reason, str(exc), public=UNVERIFIED) from None
 
-    def parse(self, body: bytes) -> Sequence[WebhookEvent]:
+    def parse(self, body: bytes) -> ParsedBatch:
+        """The events of a signed body. A body that is not a JSON array is refused whole (400);
+        inside an array each event stands alone (see `parse_batch`)."""
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RejectedRequestError(400, "bad_json", f"body is not valid JSON: {exc}") from None
-        try:
-            return parse_events(payload)
+            return parse_batch(decode_json(body))
         except EventParseError as exc:
-            raise RejectedRequestError(400, "bad_shape", str(exc)) from None
+            raise RejectedRequestError(400, exc.reason, str(exc)) from None
+
+
+# Told to every caller whose signature fails, whatever the cause; the cause goes to our log.
+UNVERIFIED = "signature check failed"
+# Python's own conversion limit is 4,300 digits; no id, time or count HubSpot sends is this long.
+_MAX_INTEGER_DIGITS = 40
+
+
+def decode_json(body: bytes) -> object:
+    """`json.loads` whose every failure is a 400 naming the problem, never a 500."""
+    try:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+                raise
+            # An integer too long for `int()`: read again with such numbers kept as markers, so
+            # the event holding one is refused on its own and the rest of the batch still counts.
+            # Only this rare path pays for the Python-level hook.
+            return json.loads(body, parse_int=_bounded_int)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # Both messages give a position and the kind of error, never the text around it.
+        raise RejectedRequestError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RejectedRequestError(
+            400, "too_deep", "body nests arrays or objects too deeply to read (HubSpot sends two levels)"
+        ) from None
+
+
+def _bounded_int(digits: str) -> int | OversizedNumber:
+    return int(digits) if len(digits) <= _MAX_INTEGER_DIGITS else OversizedNumber()
 
 
 def called_uri(request: Request, settings: Settings) -> tuple[str, str]:
@@ -110,6 +143,10 @@ def called_uri(request: Request, settings: Settings) -> tuple[str, str]:
     query = request.query_string.decode("latin-1")
     suffix = f"?{query}" if query else ""
     if settings.webhook_public_url:
+        if "?" in settings.webhook_public_url:
+            # The setting is the app's target URL, query included, exactly as HubSpot signs it;
+            # appending the query received as well would sign "?a=1?a=1".
+            return settings.webhook_public_url, "WEBHOOK_PUBLIC_URL"
         return settings.webhook_public_url + suffix, "WEBHOOK_PUBLIC_URL"
     setting = "TRUSTED_PROXY_COUNT" if settings.trusted_proxy_count > 0 else "WEBHOOK_PUBLIC_URL"
     return f"{request.scheme}://{request.host}{_raw_path(request)}{suffix}", setting

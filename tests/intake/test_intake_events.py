@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from handoff_worker.domain.events import (
+    MAX_MERGED_IDS,
     Disposition,
     EventKind,
     EventParseError,
@@ -14,6 +15,7 @@ from handoff_worker.domain.events import (
     WatchedProperties,
     WorkUnit,
     decide,
+    parse_batch,
     parse_events,
 )
 from handoff_worker.domain.models import ObjectType
@@ -206,7 +208,7 @@ def test_event_type_is_accepted_for_subscription_type() -> None:
         ),
         (
             [{"subscriptionType": "deal.creation", "objectId": 1, "occurredAt": "soon"}],
-            "field 'occurredAt': must be an integer",
+            "field 'occurredAt': must be a whole number",
         ),
         (
             [{"subscriptionType": "deal.merge", "objectId": 1, "mergedObjectIds": 2}],
@@ -231,3 +233,94 @@ def test_dedupe_key_ignores_attempt_number_but_not_event_identity() -> None:
     )
     assert first.dedupe_key() == retry.dedupe_key()
     assert first.dedupe_key() != other_value.dedupe_key()
+
+
+# --- hostile values: canonical ids, bounded numbers, refusals one event at a time -----------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "canonical"), [(7, "7"), ("7", "7"), ("0007", "7"), (2**63 - 1, str(2**63 - 1))]
+)
+def test_ids_are_made_canonical_so_one_record_has_one_spelling(sent: object, canonical: str) -> None:
+    (event,) = parse_events([change("deal.propertyChange", "dealstage", objectId=sent)])
+    assert event.object_id == canonical
+
+
+@pytest.mark.parametrize(
+    ("sent", "got"),
+    [
+        ("\u0661\u0662\u0663", "a string that is not ASCII digits"),  # Arabic-Indic 123
+        ("\u00b2", "a string that is not ASCII digits"),  # superscript two: isdigit() says yes
+        (-5, "a negative number"),
+        ("-5", "a string that is not ASCII digits"),
+        (0, "zero"),
+        ("000", "zero"),
+        (2**63, "a number over 2^63-1"),
+        ("9" * 5000, "digits over 2^63-1"),
+        (7.0, "a number with a fraction or an exponent"),
+        (True, "a boolean"),
+        (" 7", "a string that is not ASCII digits"),
+    ],
+)
+def test_ids_that_are_not_positive_ascii_64_bit_numbers_refuse_their_event(sent: object, got: str) -> None:
+    good = change("deal.propertyChange", "dealstage", 1)
+    batch = parse_batch([good, change("deal.propertyChange", "dealstage", objectId=sent), good])
+    assert [e.object_id for e in batch.events] == ["1", "1"]
+    (refusal,) = batch.refused
+    assert refusal.reason == "bad_id"
+    assert str(refusal) == f"event [1] field 'objectId': must be a numeric id from 1 to 2^63-1, got {got}"
+
+
+@pytest.mark.parametrize("field_name", ["occurredAt", "attemptNumber"])
+@pytest.mark.parametrize("sent", ["\u00b2", "\u0661", "1" * 5000, 10**30, -1, 1.5, "1e5", "12 ", True, [1]])
+def test_odd_numbers_in_occurred_at_or_attempt_number_refuse_only_their_event(
+    field_name: str, sent: object
+) -> None:
+    batch = parse_batch(
+        [change("deal.propertyChange", "dealstage", **{field_name: sent}), change("deal.creation", "x")]
+    )
+    assert len(batch.events) == 1
+    (refusal,) = batch.refused
+    assert (refusal.index, refusal.field_name) == (0, field_name)
+    assert "must be a whole number from 0 to 2^63-1" in str(refusal)
+
+
+def test_numbers_given_as_ascii_digits_are_read() -> None:
+    (event,) = parse_events(
+        [change("deal.propertyChange", "dealstage", occurredAt="1700000000000", attemptNumber="3")]
+    )
+    assert (event.occurred_at, event.attempt_number) == (1_700_000_000_000, 3)
+
+
+def test_a_merge_naming_more_ids_than_the_cap_is_refused_not_fanned_out() -> None:
+    def merge(count: int) -> dict[str, Any]:
+        ids = list(range(100, 100 + count))
+        return {
+            "subscriptionType": "contact.merge",
+            "objectId": 5,
+            "primaryObjectId": 5,
+            "mergedObjectIds": ids,
+        }
+
+    (at_cap,) = parse_events([merge(MAX_MERGED_IDS)])
+    assert len(decide(at_cap, watched=WATCHED, app_id=APP_ID).units) == MAX_MERGED_IDS + 1
+    batch = parse_batch([merge(20_000)])
+    assert batch.events == ()
+    assert batch.refused[0].reason == "too_many_ids"
+    assert f"more than the {MAX_MERGED_IDS}" in str(batch.refused[0])
+
+
+def test_refusals_never_quote_the_value() -> None:
+    batch = parse_batch([change("deal.propertyChange", "dealstage", objectId="jane.doe@example.com")])
+    assert "jane" not in str(batch.refused[0])
+
+
+def test_a_lone_surrogate_in_a_value_still_gives_a_dedupe_key() -> None:
+    cut, whole = parse_events(
+        [
+            change("contact.propertyChange", "dq_reason", propertyValue="Too expensive \ud83d"),
+            change("contact.propertyChange", "dq_reason", propertyValue="Too expensive \ud83d\ude43"),
+        ]
+    )
+    assert cut.dedupe_key() != whole.dedupe_key()
+    assert len(cut.dedupe_key()) == 64

@@ -18,6 +18,8 @@ from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
 from handoff_worker.testing import free_port
 
+OPS_PORT = 9100
+
 
 @pytest.fixture
 def served_app(redis_url: str) -> Iterator[BaseWSGIServer]:
@@ -91,7 +93,7 @@ def throwaway_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 @pytest.mark.timeout(30)
 def test_redis_gone_answers_503_never_2xx(throwaway_redis: tuple[subprocess.Popen[bytes], str]) -> None:
     process, url = throwaway_redis
-    settings = make_settings(url)
+    settings = make_settings(url, ops_bind=f"127.0.0.1:{OPS_PORT}")
     client = create_app(settings, rules=RULES, celery_app=create_celery(settings)).test_client()
     body = encode([deal_stage_event(10)])
     assert client.post("/webhooks/hubspot", data=body, headers=v3_headers(body)).status_code == 204
@@ -103,6 +105,6 @@ def test_redis_gone_answers_503_never_2xx(throwaway_redis: tuple[subprocess.Pope
         response = client.post("/webhooks/hubspot", data=body, headers=v3_headers(body))
         assert response.status_code == 503
         assert "REDIS_URL" in response.get_json()["error"]
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", base_url=f"http://127.0.0.1:{OPS_PORT}")
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["redis"].startswith("failed")
