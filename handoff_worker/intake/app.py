@@ -190,7 +190,12 @@ class _Intake:
         except QueueUnavailableError as exc:
             metrics.ENQUEUE_FAILURES.inc()
             message = f"events not queued, HubSpot will retry (check REDIS_URL): {exc}"
-            return 503, "queue_unavailable", message, "events not queued, the queue is unavailable (REDIS_URL)"
+            return (
+                503,
+                "queue_unavailable",
+                message,
+                "events not queued, the queue is unavailable (REDIS_URL)",
+            )
         _count_result(result, fields)
         metrics.EVENTS_ACCEPTED.inc(len(events))
         return 204, "accepted", "webhook accepted", ""

@@ -53,7 +53,17 @@ class WebhookBase:
                 public="Content-Type must be application/json",
             )
         # Never trust the header alone: read at most one byte past the limit.
-        body = request.stream.read(self.max_body_bytes + 1)
+        try:
+            body = request.stream.read(self.max_body_bytes + 1)
+        except Exception as exc:  # each server has its own errors for a broken upload
+            # A bad chunk size, a connection dropped mid-body: the client's framing, not our fault.
+            raise RejectedRequestError(
+                400,
+                "unreadable_body",
+                f"the body could not be read ({type(exc).__name__}): broken chunked encoding or an "
+                "upload cut short",
+                public="the body could not be read",
+            ) from None
         if len(body) > self.max_body_bytes:
             raise self._too_big(len(body))
         return body

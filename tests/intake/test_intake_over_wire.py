@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -62,32 +60,6 @@ def test_body_over_the_limit_without_content_length_is_413(
     assert len(body) > 2000
     assert _post(served_app, body, v3_headers(body, uri=uri), chunked=True) == 413
     assert queued_tasks(redis_conn) == []
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    server_bin = shutil.which("redis-server")
-    if server_bin is None:
-        pytest.fail(
-            "redis-server is not installed; the Redis-down test needs it (apt-get install redis-server)"
-        )
-    port = free_port()
-    process = subprocess.Popen(
-        [server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    probe = redis.Redis.from_url(url, socket_connect_timeout=0.2)
-    for _ in range(100):
-        try:
-            if probe.ping():
-                break
-        except redis.RedisError:
-            time.sleep(0.05)
-    yield process, url
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=5)
 
 
 @pytest.mark.timeout(30)
