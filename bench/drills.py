@@ -32,9 +32,9 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from bench.drills_corpus import build_corpus
 from bench.drills_portal import Stream, Verdict, check, lose, plan_stream, seed_stream
 from bench.drills_stack import CLIENT_SECRET, ROOT, Stack, StackConfig
+from handoff_worker.sandbox.hostile import answer_verdict, build_corpus, send
 from handoff_worker.testing import free_port, wait_until
 
 SETTLE_SECONDS = 4.0  # quiet time after convergence in which a late duplicate would show
@@ -307,14 +307,11 @@ def drill_hostile_input(workdir: Path, options: DrillOptions) -> DrillResult:
         began = time.monotonic()
         failures, answers = [], []
         for item in corpus:
-            status = requests.post(
-                stack.web_url(0), data=item.body, headers=item.headers, timeout=10
-            ).status_code
-            answers.append(f"{status} {item.label}")
-            if status >= 500:
-                failures.append(f"{item.label}: {status}")
-            elif item.forged and status != 401:
-                failures.append(f"{item.label}: answered {status}, not 401")
+            answer = send(item, stack.web_url(0))
+            answers.append(f"{answer.status} {item.label}")
+            problem = answer_verdict(item, answer)
+            if problem:
+                failures.append(problem)
         fault = time.monotonic() - began
         if not stack.all_alive():
             failures.append("a web process died")

@@ -62,9 +62,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def verdict(item: HostileRequest, answer: Answer, queued_before: int, queued_after: set[str]) -> str | None:
-    """What is wrong with `answer`, or None. `queued_before` is how many task messages were queued
-    before the request; `queued_after` the deal ids queued after it (the test reads them)."""
+def answer_verdict(item: HostileRequest, answer: Answer) -> str | None:
+    """What is wrong with the status of `answer`, or None."""
     status = answer.status
     if status >= 500:
         return f"{item.label}: answered {status}"
@@ -74,10 +73,19 @@ def verdict(item: HostileRequest, answer: Answer, queued_before: int, queued_aft
         return f"{item.label}: answered {status}, not a refusal"
     if item.expect is Expect.ACCEPTED and status != 204:
         return f"{item.label}: answered {status}, not 204"
-    if status != 204 and len(queued_after) != queued_before:
-        return f"{item.label}: refused with {status} but queued work"
+    return None
+
+
+def verdict(item: HostileRequest, answer: Answer, queued_before: int, queued_after: set[str]) -> str | None:
+    """`answer_verdict`, and what was queued: `queued_before` is how many task messages were
+    queued before the request, `queued_after` the deal ids queued after it."""
+    problem = answer_verdict(item, answer)
+    if problem:
+        return problem
+    if answer.status != 204 and len(queued_after) != queued_before:
+        return f"{item.label}: refused with {answer.status} but queued work"
     missing = item.queues - queued_after
-    if status == 204 and missing:
+    if answer.status == 204 and missing:
         return f"{item.label}: accepted but did not queue deals {sorted(missing)}"
     return None
 
