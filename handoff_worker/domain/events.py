@@ -244,6 +244,8 @@ class _Fields:
         value = self._item.get(name)
         if value is None:
             return None
+        if type(value) is int and 0 <= value <= MAX_ID:  # what HubSpot sends: no further call
+            return value
         number = _whole_number(value)
         if number is None:
             raise self._fail(name, "a whole number from 0 to 2^63-1", "bad_number")
@@ -286,6 +288,8 @@ class _Fields:
         return value
 
     def _id_text(self, name: str, value: object) -> str:
+        if type(value) is int and 0 < value <= MAX_ID:  # what HubSpot sends: no further call
+            return str(value)
         number = _whole_number(value)
         if not number:  # None, or 0: HubSpot ids start at 1
             raise self._wrong(name, value, "a numeric id from 1 to 2^63-1", "bad_id")

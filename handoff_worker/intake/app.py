@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -124,9 +125,17 @@ def _serve_ops_endpoints_only_on(app: Flask, port: str | None) -> None:
 
 
 def _listener_port(environ: dict[str, Any]) -> str | None:
-    """The port of the socket the request came in on. WSGI servers set SERVER_PORT from their
-    listener (gunicorn does, from the socket itself, for TCP binds); forwarded headers applied by
-    ProxyFix overwrite it, so its saved original is read first."""
+    """The local port of the connection the request came in on. gunicorn hands over the socket
+    itself, whose address nothing in the request can change (its SERVER_PORT comes from the Host
+    header on a unix-socket bind). Other servers set SERVER_PORT from their listener; forwarded
+    headers applied by ProxyFix overwrite it, so its saved original is read first."""
+    connection = environ.get("gunicorn.socket")
+    if connection is not None:
+        try:
+            address = connection.getsockname()
+        except OSError:
+            return None
+        return str(address[1]) if isinstance(address, tuple) else None
     original = environ.get("werkzeug.proxy_fix.orig") or environ
     port = original.get("SERVER_PORT")
     return str(port) if port else None
@@ -208,8 +217,8 @@ _REFUSALS_LOGGED = 5
 def _count_refusals(refused: tuple[EventParseError, ...], fields: dict[str, Any]) -> None:
     """Events refused one by one are acknowledged with the rest of the batch: retrying cannot
     make them readable. They are counted by reason and named (index and field, never the value)."""
-    for error in refused:
-        metrics.REFUSED_EVENTS.labels(reason=error.reason).inc()
+    for reason, count in Counter(error.reason for error in refused).items():
+        metrics.REFUSED_EVENTS.labels(reason=reason).inc(count)
     fields["refused_events"] = len(refused)
     fields["refusals"] = [str(error) for error in refused[:_REFUSALS_LOGGED]]
 

@@ -165,6 +165,11 @@ def test_readyz_and_metrics_answer_only_on_the_ops_listener(web: Web) -> None:
         assert _status(web.ops_url + path) == 200, path
         assert _status(web.public_url + path) == 404, path
         assert _status(web.public_url + path + "?x=1") == 404, path
+        ops_host = {
+            "Host": web.ops_url.removeprefix("http://"),
+            "X-Forwarded-Port": web.ops_url.rsplit(":", 1)[1],
+        }
+        assert requests.get(web.public_url + path, headers=ops_host, timeout=5).status_code == 404, path
     assert _status(web.public_url + "/healthz") == 200
 
 
