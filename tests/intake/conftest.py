@@ -13,10 +13,11 @@ import redis
 from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
-from intake_support import RULES, free_port, make_settings
+from intake_support import RULES, make_settings
 
 from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
+from handoff_worker.testing import free_port
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from intake_support import free_port, queued_tasks
+from intake_support import queued_tasks
 
 from handoff_worker.sandbox.hostile import (
     PERSONAL_DATA,
@@ -35,6 +35,7 @@ from handoff_worker.sandbox.hostile import (
     sign_v3,
     verdict,
 )
+from handoff_worker.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "corpus-client-secret-5f0c"

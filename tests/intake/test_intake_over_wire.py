@@ -14,7 +14,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
-from handoff_worker.testing import free_port
 
 OPS_PORT = 9100
 
