@@ -276,9 +276,8 @@ def test_ids_that_are_not_positive_ascii_64_bit_numbers_refuse_their_event(sent:
 def test_odd_numbers_in_occurred_at_or_attempt_number_refuse_only_their_event(
     field_name: str, sent: object
 ) -> None:
-    batch = parse_batch(
-        [change("deal.propertyChange", "dealstage", **{field_name: sent}), change("deal.creation", "x")]
-    )
+    odd = {**change("deal.propertyChange", "dealstage"), field_name: sent}
+    batch = parse_batch([odd, change("deal.creation", "x")])
     assert len(batch.events) == 1
     (refusal,) = batch.refused
     assert (refusal.index, refusal.field_name) == (0, field_name)
