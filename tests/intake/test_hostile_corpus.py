@@ -39,6 +39,7 @@ from handoff_worker.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "corpus-client-secret-5f0c"
+ACCESS_TOKEN = "pat-corpus-token-7d21"
 # Settings of the developer's shell must not change what is tested.
 _OWN_SETTINGS = ("HUBSPOT_", "WEBHOOK_", "OPS_", "TRUSTED_", "REDIS_", "HANDOFF_", "PORT", "WEB_")
 
@@ -78,7 +79,7 @@ def web(throwaway_redis: tuple[subprocess.Popen[bytes], str], tmp_path: Path) ->
         REDIS_URL=redis_url,
         HUBSPOT_CLIENT_SECRET=SECRET,
         HUBSPOT_APP_ID="424242",
-        HUBSPOT_ACCESS_TOKEN="pat-corpus-token",
+        HUBSPOT_ACCESS_TOKEN=ACCESS_TOKEN,
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     log = tmp_path / "web.log"
@@ -129,6 +130,7 @@ def _assert_logs_clean(web: Web) -> None:
     text = web.logs()
     assert text, "the web process logged nothing at all"
     assert SECRET not in text
+    assert ACCESS_TOKEN not in text
     for personal in PERSONAL_DATA:
         assert personal not in text, f"{personal!r} reached the log"
     # A JSON-escaped copy is still a copy.
