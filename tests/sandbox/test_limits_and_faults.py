@@ -7,7 +7,8 @@ import requests
 from hubspot import HubSpot
 from hubspot.crm.contacts import ApiException as ContactsApiException
 
-from handoff_worker.sandbox.testing import SandboxServer
+from handoff_worker.sandbox.app import create_app
+from handoff_worker.sandbox.testing import SandboxServer, build_sandbox
 from handoff_worker.testing import wait_until
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -160,6 +161,13 @@ def test_refused_connections_fail_before_sending_until_accepted_again(sandbox: S
         "/crm/v3/objects/deals/2001",
         "/crm/v3/objects/contacts/3001",
     ]
+
+
+def test_refusing_connections_needs_a_server_that_can() -> None:
+    served_elsewhere = create_app(build_sandbox()).test_client()
+    answer = served_elsewhere.put("/_sandbox/faults", json={"refuse_connections_after": [{"after": 1}]})
+    assert answer.status_code == 400
+    assert "SandboxServer" in answer.get_json()["message"]
 
 
 def test_refused_connections_come_back_after_the_given_seconds(sandbox: SandboxServer) -> None:
