@@ -31,6 +31,18 @@ class Nurture:
         target = self.workflow_id or self.list_id or f"{self.property_name}={self.property_value}"
         return f"{self.method.value}:{target}"
 
+    @classmethod
+    def from_key(cls, key: str, name: str = "") -> Nurture:
+        """The nurture a stored key names, enough to leave it (the YAML may no longer list it)."""
+        method_text, _, target = key.partition(":")
+        method = NurtureMethod(method_text)
+        if method is NurtureMethod.WORKFLOW:
+            return cls(method, name or key, workflow_id=target)
+        if method is NurtureMethod.LIST:
+            return cls(method, name or key, list_id=target)
+        property_name, _, value = target.partition("=")
+        return cls(method, name or key, property_name=property_name, property_value=value)
+
 
 @dataclass(frozen=True)
 class ReasonRule:
@@ -78,12 +90,20 @@ class OwnerTasks:
     escalation_subject: str = "Lost reason still missing on {deal_name}"
 
 
+class SecondLossPolicy(StrEnum):
+    """What another loss does to a contact already in a nurture (see domain/journey.py)."""
+
+    KEEP = "keep"  # stay in the current nurture; the later reason is recorded, nothing is sent
+    SWITCH = "switch"  # leave the current nurture and enter the later reason's
+
+
 @dataclass(frozen=True)
 class RecyclingRules:
     default_lifecycle_stage: str = "lead"
     skip_contacts_with_open_deals: bool = True
     protect_customers: bool = True
     customer_lifecycle_stages: frozenset[str] = frozenset({"customer", "evangelist"})
+    second_loss: SecondLossPolicy = SecondLossPolicy.KEEP
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from handoff_worker.domain.journey import (
+    Journey,
+    JourneyState,
+    LossDecision,
+    LossSeen,
+    on_loss,
+    repeated_decision,
+)
 from handoff_worker.domain.models import CrmObject, Pipeline
 from handoff_worker.domain.nurture import (
     DealRules,
@@ -110,6 +118,7 @@ class SkipReason(StrEnum):
     NO_EMAIL = "no_email"  # a workflow nurture enrolls by email and there is none
     NOT_RECYCLED = "not_recycled"  # the reason leaves contacts alone
     ARCHIVED = "archived"
+    IN_NURTURE = "in_nurture"  # its journey already has it in a nurture this episode
 
 
 @dataclass(frozen=True)
@@ -203,17 +212,19 @@ def needs_escalation(
 @dataclass(frozen=True)
 class ContactAction:
     """What to do to one contact. `set_properties` go out in ONE batch update (after the clear,
-    when there is one): lifecycle, markers and property nurtures together."""
+    when there is one): lifecycle, markers, property nurtures entered and cleared together."""
 
     contact_id: str
     email: str | None
     lifecycle_write: LifecycleWrite
     target_stage: str | None
     set_properties: Mapping[str, str]
-    nurtures: tuple[Nurture, ...]  # workflow and list nurtures, carried out after the set
+    nurtures: tuple[Nurture, ...]  # workflow and list nurtures to enter, after the set
     resumed: bool = False  # lifecycle already done for this loss: only missing nurtures remain
     # The stage read before the handoff: written back if a clear went through and no set did.
     previous_stage: str | None = None
+    # Workflow and list nurtures to leave (the journey switched or ended them), before entering.
+    leave: tuple[Nurture, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,8 @@ class HandoffPlan:
     reason: ReasonRule
     actions: tuple[ContactAction, ...]
     skipped: tuple[ContactSkip, ...]
+    # Journeys this loss moves: saved (under the contacts' locks) before anything is carried out.
+    journeys: tuple[Journey, ...] = ()
 
 
 def batched_nurtures(reason: ReasonRule) -> tuple[Nurture, ...]:
@@ -251,6 +264,12 @@ def marker_values(
     return markers
 
 
+def loss_seen(loss_id: str, reason: ReasonRule) -> LossSeen:
+    """The loss as the contact's journey sees it."""
+    keys = tuple(n.key for n in reason.nurtures) if reason.recycle else ()
+    return LossSeen(loss_id, reason.label, keys, reason.recycle)
+
+
 def build_plan(
     *,
     reason: ReasonRule,
@@ -262,46 +281,96 @@ def build_plan(
     lifecycle_done: frozenset[str],
     fully_done: frozenset[str],
     now: datetime,
+    loss_id: str = "",
+    journeys: Mapping[str, Journey] | None = None,
 ) -> HandoffPlan:
     """Which contacts to hand back (and how), which to skip (and why), for one loss.
 
     `lifecycle_done`: contacts whose lifecycle step this loss already did (only nurtures may be
     missing; their eligibility is not asked again, so a half-done contact is always finished).
-    `fully_done`: contacts with every step done.
+    `fully_done`: contacts with every step done. `journeys`: each contact's journey (a contact
+    missing from it has none yet); what this loss does to an eligible contact is its journey's
+    `on_loss`, under `rules.recycling.second_loss`.
     """
     target = target_lifecycle(reason, rules)
-    if not reason.recycle and target is None:
-        skips = tuple(
-            ContactSkip(c.id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}") for c in contacts
-        )
-        return HandoffPlan(reason, (), skips)
-    nurtures = batched_nurtures(reason) if reason.recycle else ()
+    seen = loss_seen(loss_id, reason)
+    known = journeys or {}
     actions: list[ContactAction] = []
     skipped: list[ContactSkip] = []
+    moved: list[Journey] = []
     for contact in contacts:
-        if contact.id in lifecycle_done and contact.id not in fully_done:
-            actions.append(_resumed_action(contact, nurtures))
+        journey = known.get(contact.id) or Journey(contact.id)
+        if contact.id in fully_done:
+            skipped.append(
+                ContactSkip(contact.id, SkipReason.ALREADY_RECYCLED, "every step for this loss is done")
+            )
             continue
-        verdict = contact_eligibility(
-            contact,
-            deal_id=deal_id,
-            other_deals=other_deals_by_contact.get(contact.id, ()),
-            stages=stages,
-            rules=rules,
-            needs_email=needs_email(reason),
-            already_recycled_for_deal=contact.id in fully_done,
-        )
-        if not verdict.eligible:
-            assert verdict.skip_reason is not None
-            skipped.append(ContactSkip(contact.id, verdict.skip_reason, verdict.detail))
+        ends_nurture = journey.episode.state is JourneyState.RECYCLED
+        if not reason.recycle and target is None and not ends_nurture:
+            skipped.append(ContactSkip(contact.id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}"))
             continue
-        actions.append(_fresh_action(contact, reason, rules, target, nurtures, deal_id, now))
-    return HandoffPlan(reason, tuple(actions), tuple(skipped))
+        if contact.id not in lifecycle_done:
+            verdict = contact_eligibility(
+                contact,
+                deal_id=deal_id,
+                other_deals=other_deals_by_contact.get(contact.id, ()),
+                stages=stages,
+                rules=rules,
+                needs_email=needs_email(reason),
+                already_recycled_for_deal=False,
+            )
+            if not verdict.eligible:
+                assert verdict.skip_reason is not None
+                skipped.append(ContactSkip(contact.id, verdict.skip_reason, verdict.detail))
+                continue
+        step = on_loss(journey, seen, rules.recycling.second_loss, now.isoformat(timespec="seconds"))
+        if step.changed:
+            moved.append(step.journey)
+        decision = step.decision
+        if decision is LossDecision.REPEAT:
+            decision = repeated_decision(journey, loss_id) or decision
+        if decision in {LossDecision.KEEP, LossDecision.SAME_REASON}:
+            episode = step.journey.episode
+            skipped.append(
+                ContactSkip(
+                    contact.id,
+                    SkipReason.IN_NURTURE,
+                    f"already in the {episode.reason!r} nurture since {episode.since} "
+                    f"(second loss: {decision.value})",
+                )
+            )
+            continue
+        enter = _nurtures_named(reason, step.enter)
+        leave = tuple(Nurture.from_key(key) for key in step.leave)
+        if contact.id in lifecycle_done:
+            actions.append(_resumed_action(contact, enter, leave))
+            continue
+        actions.append(_fresh_action(contact, reason, rules, target, enter, leave, deal_id, now))
+    return HandoffPlan(reason, tuple(actions), tuple(skipped), tuple(moved))
 
 
-def _resumed_action(contact: CrmObject, nurtures: tuple[Nurture, ...]) -> ContactAction:
+def _nurtures_named(reason: ReasonRule, keys: Sequence[str]) -> tuple[Nurture, ...]:
+    """The reason's nurtures with these keys, in the YAML's order."""
+    wanted = set(keys)
+    return tuple(n for n in reason.nurtures if n.key in wanted) if reason.recycle else ()
+
+
+def _batched(nurtures: Sequence[Nurture]) -> tuple[Nurture, ...]:
+    return tuple(n for n in nurtures if n.method is not NurtureMethod.PROPERTY)
+
+
+def _resumed_action(
+    contact: CrmObject, enter: tuple[Nurture, ...], leave: tuple[Nurture, ...]
+) -> ContactAction:
     return ContactAction(
-        contact.id, contact.get(EMAIL_PROPERTY), LifecycleWrite.NONE, None, {}, nurtures, resumed=True
+        contact.id,
+        contact.get(EMAIL_PROPERTY),
+        LifecycleWrite.NONE,
+        None,
+        {},
+        _batched(enter),
+        resumed=True,
+        leave=_batched(leave),
     )
 
 
@@ -310,7 +379,8 @@ def _fresh_action(
     reason: ReasonRule,
     rules: NurtureRules,
     target: str | None,
-    nurtures: tuple[Nurture, ...],
+    enter: tuple[Nurture, ...],
+    leave: tuple[Nurture, ...],
     deal_id: str | None,
     now: datetime,
 ) -> ContactAction:
@@ -318,9 +388,13 @@ def _fresh_action(
     properties: dict[str, str] = {}
     if write is not LifecycleWrite.NONE and target:
         properties[LIFECYCLE_PROPERTY] = target
+    # A property nurture is left by clearing its property (unless the entered one sets it again).
+    for nurture in leave:
+        if nurture.method is NurtureMethod.PROPERTY and nurture.property_name:
+            properties[nurture.property_name] = ""
     if reason.recycle:
         properties.update(marker_values(rules, reason, deal_id, now))
-        for nurture in reason.nurtures:
+        for nurture in enter:
             if nurture.method is NurtureMethod.PROPERTY and nurture.property_name:
                 properties[nurture.property_name] = nurture.property_value or ""
     return ContactAction(
@@ -329,6 +403,7 @@ def _fresh_action(
         write,
         target,
         properties,
-        nurtures,
+        _batched(enter),
         previous_stage=contact.get(LIFECYCLE_PROPERTY),
+        leave=_batched(leave),
     )

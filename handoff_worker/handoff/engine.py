@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 
 import redis
@@ -42,13 +43,16 @@ from handoff_worker.handoff.facts import (
     Sighting,
     UnknownStage,
 )
+from handoff_worker.handoff.journeys import ContactLocks, JourneyStore
+from handoff_worker.handoff.leaving import Leaving
 from handoff_worker.handoff.ledger import Ledger, Loss, next_loss
 from handoff_worker.handoff.lifecycle import LifecycleWriter
-from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, RecordLock
+from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether, RecordLock
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
 from handoff_worker.handoff.run_record import ContactOutcome, ContactResult, HandoffRun, Outcome
 from handoff_worker.handoff.stages import PipelineCache
+from handoff_worker.handoff.workflow_ids import WorkflowIds
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.pending import pending_key
 
@@ -77,7 +81,10 @@ class HandoffEngine:
         self.facts = FactReader(gateway, self.pipelines)
         self.reminders = ReasonReminders(gateway, self.ledger)
         self.lifecycle = LifecycleWriter(gateway, self.ledger)
-        self.nurturing = Nurturing(gateway, self.ledger)
+        self.journeys = JourneyStore(client)
+        self.workflow_ids = WorkflowIds(client, gateway)
+        self.leaving = Leaving(gateway, self.ledger, self.workflow_ids)
+        self.nurturing = Nurturing(gateway, self.ledger, self.workflow_ids)
 
     # ----------------------------------------------------------------- entry points
 
@@ -135,29 +142,43 @@ class HandoffEngine:
             self.reminders.await_reason(run, loss, seen, rules, now=self.clock(), dry_run=self.dry_run)
             return
         run.reason = reason.label
-        facts = self.facts.gather(seen, loss, reason, rules, self.ledger.steps(loss.loss_id))
-        lock.ensure_held()
-        if not self.dry_run:
-            self.ledger.clear_waiting(run.kind, run.object_id)
-        # 2. plan
-        plan = self._plan(facts, rules)
-        for skip in plan.skipped:
-            run.contacts[skip.contact_id] = ContactResult(
-                ContactOutcome.SKIPPED, f"{skip.reason.value}: {skip.detail}"
-            )
-        if self.dry_run:
-            for action in plan.actions:
-                run.contacts[action.contact_id] = ContactResult(
-                    ContactOutcome.PLANNED, f"{action.lifecycle_write.value} -> {action.target_stage}"
+        contact_ids = self.facts.contact_ids(seen)
+        # Every decision about a contact is made, and carried out, under its lock.
+        with self._contact_locks(contact_ids) as contact_locks:
+            held = HeldTogether(lock, contact_locks)
+            journeys = self.journeys.load(contact_ids)
+            steps = self.ledger.steps(loss.loss_id)
+            facts = self.facts.gather(seen, loss, reason, rules, steps, contact_ids, journeys)
+            held.ensure_held()
+            if not self.dry_run:
+                self.ledger.clear_waiting(run.kind, run.object_id)
+            # 2. plan
+            plan = self._plan(facts, rules)
+            for skip in plan.skipped:
+                run.contacts[skip.contact_id] = ContactResult(
+                    ContactOutcome.SKIPPED, f"{skip.reason.value}: {skip.detail}"
                 )
-            run.outcome = Outcome.DRY_RUN
-            return
-        # 3. lifecycle
-        moved = self.lifecycle.apply(run, lock, loss, plan)
-        # 4. nurtures
-        self.nurturing.apply(run, lock, loss, plan, moved, facts.steps)
+            if self.dry_run:
+                for action in plan.actions:
+                    run.contacts[action.contact_id] = ContactResult(
+                        ContactOutcome.PLANNED, f"{action.lifecycle_write.value} -> {action.target_stage}"
+                    )
+                run.outcome = Outcome.DRY_RUN
+                return
+            # The journeys first: a crash after this re-runs the same decisions, never new ones.
+            self.journeys.save(plan.journeys, previous=journeys)
+            # 3. lifecycle
+            moved = self.lifecycle.apply(run, held, loss, plan)
+            # 4. nurtures: out of the old, then into the new
+            self.leaving.apply(run, held, loss, moved, facts.steps)
+            self.nurturing.apply(run, held, loss, plan, moved, facts.steps)
         # 5. finish
         self._finish(run, loss, plan)
+
+    def _contact_locks(self, contact_ids: list[str]) -> AbstractContextManager[HeldLock]:
+        if self.dry_run:  # a dry run changes nothing, so it waits for nobody
+            return nullcontext(HeldTogether())
+        return ContactLocks(self.redis, contact_ids, ttl=self.lock_ttl)
 
     # ----------------------------------------------------------------- read
 
@@ -206,6 +227,8 @@ class HandoffEngine:
             lifecycle_done=facts.lifecycle_done,
             fully_done=facts.fully_done,
             now=self.clock(),
+            loss_id=facts.loss.loss_id,
+            journeys=facts.journeys,
         )
 
     # ----------------------------------------------------------------- finish

@@ -12,10 +12,11 @@ and one deal read, however many contacts there are.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from handoff_worker.domain.journey import Journey, owed_by
 from handoff_worker.domain.models import CrmObject, ObjectType, RecordKind
-from handoff_worker.domain.nurture import NurtureRules, ReasonRule
+from handoff_worker.domain.nurture import NurtureMethod, NurtureRules, ReasonRule
 from handoff_worker.domain.rules import (
     EMAIL_PROPERTY,
     LIFECYCLE_PROPERTY,
@@ -25,6 +26,7 @@ from handoff_worker.domain.rules import (
     is_unqualified,
 )
 from handoff_worker.errors import NotFoundError
+from handoff_worker.handoff.leaving import leave_step
 from handoff_worker.handoff.ledger import DONE, LIFECYCLE_STEP, Loss, step_field
 from handoff_worker.handoff.run_record import Outcome
 from handoff_worker.handoff.stages import PipelineCache
@@ -91,10 +93,24 @@ class HandoffFacts:
     other_deals: Mapping[str, Sequence[CrmObject]]  # contact id -> its other deals
     stages: StageCatalog
     steps: Mapping[str, str]  # what the ledger says this loss has done
+    journeys: Mapping[str, Journey] = field(default_factory=dict)  # contact id -> its journey
 
     @property
     def nurture_keys(self) -> list[str]:
         return [n.key for n in batched_nurtures(self.reason)] if self.reason.recycle else []
+
+    def steps_owed(self, contact_id: str) -> list[str]:
+        """The ledger steps (besides lifecycle) this loss owes the contact: the nurtures its journey
+        has it enter and leave for this loss, or (before it was taken in) every nurture of the reason."""
+        journey = self.journeys.get(contact_id)
+        owed = owed_by(journey, self.loss.loss_id) if journey is not None else None
+        if owed is None:
+            return self.nurture_keys
+        enter, leave = owed
+        batched = {n.key for n in batched_nurtures(self.reason)} if self.reason.recycle else set()
+        return [k for k in enter if k in batched] + [
+            leave_step(k) for k in leave if not k.startswith(f"{NurtureMethod.PROPERTY.value}:")
+        ]
 
     @property
     def lifecycle_done(self) -> frozenset[str]:
@@ -104,15 +120,15 @@ class HandoffFacts:
 
     @property
     def fully_done(self) -> frozenset[str]:
-        keys = self.nurture_keys
         return frozenset(
             cid
             for cid in self.lifecycle_done
-            if all(self.steps.get(step_field(cid, key)) == DONE for key in keys)
+            if all(self.steps.get(step_field(cid, key)) == DONE for key in self.steps_owed(cid))
         )
 
 
 _Gathered = tuple[str | None, Sequence[CrmObject], dict[str, list[CrmObject]], StageCatalog]
+_Gather = Callable[[LostRecord, ReasonRule, NurtureRules, Sequence[str]], _Gathered]
 
 
 class FactReader:
@@ -123,13 +139,20 @@ class FactReader:
             RecordKind.DEAL: self._sight_deal,
             RecordKind.CONTACT: self._sight_lead,
         }
-        self._gather: dict[RecordKind, Callable[[LostRecord, ReasonRule, NurtureRules], _Gathered]] = {
+        self._gather: dict[RecordKind, _Gather] = {
             RecordKind.DEAL: self._gather_for_deal,
             RecordKind.CONTACT: self._gather_for_lead,
         }
 
     def sight(self, kind: RecordKind, object_id: str, rules: NurtureRules) -> Sighting:
         return self._sight[kind](object_id, rules)
+
+    def contact_ids(self, lost: LostRecord) -> list[str]:
+        """The contacts a loss is about: a deal's associated contacts, or the lead itself. Read
+        first and alone, so their locks can be taken before anything about them is read."""
+        if lost.kind is RecordKind.CONTACT:
+            return [lost.record.id]
+        return self.gateway.associated_ids(ObjectType.DEAL, lost.record.id, ObjectType.CONTACT)
 
     def gather(
         self,
@@ -138,9 +161,11 @@ class FactReader:
         reason: ReasonRule,
         rules: NurtureRules,
         steps: Mapping[str, str],
+        contact_ids: Sequence[str],
+        journeys: Mapping[str, Journey],
     ) -> HandoffFacts:
-        deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, reason, rules)
-        return HandoffFacts(loss, reason, deal_id, tuple(contacts), other_deals, stages, steps)
+        deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, reason, rules, contact_ids)
+        return HandoffFacts(loss, reason, deal_id, tuple(contacts), other_deals, stages, steps, journeys)
 
     # ----------------------------------------------------------------- deals
 
@@ -178,9 +203,10 @@ class FactReader:
             status = stages.status(deal.get("pipeline"), deal.get("dealstage"))
         return stages, status
 
-    def _gather_for_deal(self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules) -> _Gathered:
+    def _gather_for_deal(
+        self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules, contact_ids: Sequence[str]
+    ) -> _Gathered:
         deal = lost.record
-        contact_ids = self.gateway.associated_ids(ObjectType.DEAL, deal.id, ObjectType.CONTACT)
         contacts = (
             self.gateway.batch_read(ObjectType.CONTACT, contact_ids, CONTACT_PROPERTIES)
             if contact_ids
@@ -225,7 +251,9 @@ class FactReader:
             owner_id=contact.get("hubspot_owner_id"),
         )
 
-    def _gather_for_lead(self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules) -> _Gathered:
+    def _gather_for_lead(
+        self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules, contact_ids: Sequence[str]
+    ) -> _Gathered:
         contact = lost.record
         deal_ids = self.gateway.associated_ids(ObjectType.CONTACT, contact.id, ObjectType.DEAL)
         deals = self.gateway.batch_read(ObjectType.DEAL, deal_ids, OTHER_DEAL_PROPERTIES) if deal_ids else []

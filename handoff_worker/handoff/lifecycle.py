@@ -20,7 +20,7 @@ from handoff_worker.domain.models import ObjectType
 from handoff_worker.domain.rules import LIFECYCLE_PROPERTY, ContactAction, HandoffPlan, LifecycleWrite
 from handoff_worker.errors import PermanentHubSpotError
 from handoff_worker.handoff.ledger import LIFECYCLE_STEP, Ledger, Loss
-from handoff_worker.handoff.lock import RecordLock
+from handoff_worker.handoff.lock import HeldLock
 from handoff_worker.handoff.run_record import HandoffRun
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
@@ -30,7 +30,7 @@ class LifecycleWriter:
         self.gateway = gateway
         self.ledger = ledger
 
-    def apply(self, run: HandoffRun, lock: RecordLock, loss: Loss, plan: HandoffPlan) -> list[ContactAction]:
+    def apply(self, run: HandoffRun, lock: HeldLock, loss: Loss, plan: HandoffPlan) -> list[ContactAction]:
         """Clear, then set (+markers, +property nurtures), then read back. Returns the actions
         whose lifecycle step is done (resumed ones included)."""
         fresh = [a for a in plan.actions if not a.resumed]

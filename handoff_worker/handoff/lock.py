@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from types import TracebackType
+from typing import Protocol
 
 import redis
 
@@ -107,3 +108,20 @@ class RecordLock(RenewedLock):
                 f"the lock on {self.kind} {self.object_id} expired while this worker held it; "
                 "another worker may be running it"
             )
+
+
+class HeldLock(Protocol):
+    def ensure_held(self) -> None:
+        """Raise LockBusyError if the lock was lost: the holder must stop before its next write."""
+        ...
+
+
+class HeldTogether:
+    """Several locks checked as one between phases (the record's and its contacts')."""
+
+    def __init__(self, *locks: HeldLock) -> None:
+        self.locks = locks
+
+    def ensure_held(self) -> None:
+        for lock in self.locks:
+            lock.ensure_held()

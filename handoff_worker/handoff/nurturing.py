@@ -16,29 +16,35 @@ from handoff_worker.domain.nurture import Nurture, NurtureMethod
 from handoff_worker.domain.rules import ContactAction, HandoffPlan, batched_nurtures
 from handoff_worker.errors import PermanentHubSpotError
 from handoff_worker.handoff.ledger import DONE, Ledger, Loss, step_field
-from handoff_worker.handoff.lock import RecordLock
+from handoff_worker.handoff.lock import HeldLock
 from handoff_worker.handoff.run_record import HandoffRun
+from handoff_worker.handoff.workflow_ids import WorkflowIds
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
 
 class Nurturing:
-    def __init__(self, gateway: HubSpotGateway, ledger: Ledger) -> None:
+    def __init__(self, gateway: HubSpotGateway, ledger: Ledger, workflow_ids: WorkflowIds) -> None:
         self.gateway = gateway
         self.ledger = ledger
+        self.workflow_ids = workflow_ids
 
     def apply(
         self,
         run: HandoffRun,
-        lock: RecordLock,
+        lock: HeldLock,
         loss: Loss,
         plan: HandoffPlan,
         ready: Sequence[ContactAction],
         steps_before: Mapping[str, str],
     ) -> None:
-        """Every list and workflow nurture of the reason, for the `ready` contacts that the
-        ledger (as read before this run) does not show done."""
+        """Every list and workflow nurture each `ready` contact is to enter (its journey decided
+        which), unless the ledger (as read before this run) shows it done."""
         for nurture in batched_nurtures(plan.reason) if plan.reason.recycle else ():
-            missing = [a for a in ready if steps_before.get(step_field(a.contact_id, nurture.key)) != DONE]
+            missing = [
+                a
+                for a in ready
+                if nurture in a.nurtures and steps_before.get(step_field(a.contact_id, nurture.key)) != DONE
+            ]
             if not missing:
                 continue
             lock.ensure_held()
@@ -57,7 +63,7 @@ class Nurturing:
             result = self.gateway.add_to_list(nurture.list_id, ids)
         except PermanentHubSpotError as exc:
             for contact_id in ids:
-                run.fail(contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
+                run.fail(contact_id, f"{nurture.key} ({nurture.name}): {exc}; {fix_hint(nurture)}")
             return
         missing = set(result.missing)
         # Adding to a static list is idempotent (a member stays a member), so done is recorded after.
@@ -80,10 +86,11 @@ class Nurturing:
         # warns). The alternative, skipping on `intent`, could leave the contact never enrolled.
         self.ledger.mark_intent(loss.loss_id, action.contact_id, nurture.key)
         try:
-            self.gateway.enroll_in_workflow(nurture.workflow_id, email)
+            # The YAML may hold the flow id from the workflow's URL; enrollment wants the legacy id.
+            self.gateway.enroll_in_workflow(self.workflow_ids.legacy_id(nurture.workflow_id), email)
         except PermanentHubSpotError as exc:
             self.ledger.clear_step(loss.loss_id, action.contact_id, nurture.key)
-            run.fail(action.contact_id, f"{nurture.key} ({nurture.name}): {exc}; {_fix_hint(nurture)}")
+            run.fail(action.contact_id, f"{nurture.key} ({nurture.name}): {exc}; {fix_hint(nurture)}")
             return
         self._done(run, loss, nurture, action.contact_id)
 
@@ -93,7 +100,7 @@ class Nurturing:
         run.enrollments.append({"contact": contact_id, "nurture": nurture.key, "name": nurture.name})
 
 
-def _fix_hint(nurture: Nurture) -> str:
+def fix_hint(nurture: Nurture) -> str:
     if nurture.method is NurtureMethod.LIST:
         return (
             f"check list {nurture.list_id} exists and is static, or fix it in the nurture YAML, then replay"

@@ -73,6 +73,7 @@ class HandoffRun:
     reason_value: str | None = None
     contacts: dict[str, ContactResult] = field(default_factory=dict)
     enrollments: list[dict[str, str]] = field(default_factory=list)
+    left: list[dict[str, str]] = field(default_factory=list)  # nurtures contacts were taken out of
     owner_task: str | None = None
     errors: list[str] = field(default_factory=list)
     api_calls: int = 0

@@ -69,6 +69,7 @@ ASSOCIATION_BATCH_SIZE = 1000  # associations v4 batch read accepts up to 1,000 
 ASSOCIATION_PAGE_SIZE = 500
 SEARCH_PAGE_MAX = 200
 FLOW_PAGE_SIZE = 100
+LIST_MEMBERS_PAGE_SIZE = 250  # the list memberships read's page cap
 # HubSpot-defined association type ids for a task's links.
 TASK_TO_DEAL = 216
 TASK_TO_CONTACT = 204
@@ -451,6 +452,41 @@ class SdkGateway:
         # Named without the email: error text is kept in the audit, the dead letter and logs.
         operation = f"enroll contact in workflow {workflow_id}"
         self._send(operation, self._http("POST", path, operation=operation))
+
+    def unenroll_from_workflow(self, workflow_id: str, email: str) -> None:
+        # Unenrolling a contact that is not enrolled changes nothing, so a retry is safe.
+        workflow, contact = quote(workflow_id, safe=""), quote(email, safe="")
+        path = f"/automation/v2/workflows/{workflow}/enrollments/contacts/{contact}"
+        operation = f"unenroll contact from workflow {workflow_id}"
+        self._send(operation, self._http("DELETE", path, operation=operation))
+
+    def current_enrollments(self, contact_id: str) -> list[str]:
+        path = f"/automation/v2/workflows/enrollments/contacts/{quote(contact_id, safe='')}"
+        answer = self._send("read the contact's workflow enrollments", self._http("GET", path)) or []
+        return [str(w["id"]) for w in answer if isinstance(w, dict) and w.get("id") is not None]
+
+    def remove_from_list(self, list_id: str, contact_ids: Iterable[str]) -> None:
+        for chunk in _chunks(list(dict.fromkeys(contact_ids)), BATCH_SIZE):
+            self._send(
+                "remove contacts from list",
+                lambda chunk=chunk: self._sdk_json(  # type: ignore[misc]  # bind this chunk
+                    self._memberships.remove_with_http_info, list_id, list(chunk)
+                ),
+            )
+
+    def list_members(self, list_id: str) -> list[str]:
+        members: list[str] = []
+        after: str | None = None
+        path = f"/crm/v3/lists/{quote(list_id, safe='')}/memberships"
+        while True:
+            params: dict[str, Any] = {"limit": LIST_MEMBERS_PAGE_SIZE}
+            if after:
+                params["after"] = after
+            page = self._send("read list memberships", self._http("GET", path, params=params)) or {}
+            members.extend(str(row["recordId"]) for row in page.get("results", ()) if "recordId" in row)
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return members
 
     def add_to_list(self, list_id: str, contact_ids: Iterable[str]) -> ListMembershipResult:
         added: list[str] = []

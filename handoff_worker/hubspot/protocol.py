@@ -79,7 +79,23 @@ class HubSpotGateway(Protocol):
         """Legacy enrollment (204). Raises NotFoundError for an unknown workflow or email."""
         ...
 
+    def unenroll_from_workflow(self, workflow_id: str, email: str) -> None:
+        """Legacy unenrollment (204) by the legacy workflow id. A contact not enrolled is no error."""
+        ...
+
+    def current_enrollments(self, contact_id: str) -> list[str]:
+        """The legacy ids of the workflows the contact is enrolled in now."""
+        ...
+
     def add_to_list(self, list_id: str, contact_ids: Iterable[str]) -> ListMembershipResult: ...
+
+    def remove_from_list(self, list_id: str, contact_ids: Iterable[str]) -> None:
+        """Static lists only; ids that are not members are ignored (HubSpot's own rule)."""
+        ...
+
+    def list_members(self, list_id: str) -> list[str]:
+        """Every member's record id (all pages)."""
+        ...
 
     def get_list(self, list_id: str) -> ListInfo: ...
 

@@ -15,6 +15,7 @@ from handoff_worker.domain.nurture import (
     OwnerTasks,
     ReasonRule,
     RecyclingRules,
+    SecondLossPolicy,
 )
 from handoff_worker.nurture_config.table import Context, Key, Reader, Section, model, read_section
 from handoff_worker.nurture_config.values import (
@@ -62,6 +63,16 @@ def _stages(value: object, where: Where, context: Context, problems: Problems) -
         for item, item_where in items(value, where, problems, "[customer, evangelist]")
         if (stage := lifecycle_stage(item, item_where, context.stages, problems))
     )
+
+
+def _second_loss(
+    value: object, where: Where, _context: Context, problems: Problems
+) -> SecondLossPolicy | None:
+    choices = ", ".join(p.value for p in SecondLossPolicy)
+    if isinstance(value, str) and value.strip().casefold() in {p.value for p in SecondLossPolicy}:
+        return SecondLossPolicy(value.strip().casefold())
+    problems.add(where, f"{kind(value)} is not one of {choices}; write e.g. second_loss: keep")
+    return None
 
 
 def _hours(value: object, where: Where, _context: Context, problems: Problems) -> float | None:
@@ -202,6 +213,7 @@ RECYCLING = Section(
         Key("skip_contacts_with_open_deals", _yes_no),
         Key("protect_customers", _yes_no),
         Key("customer_lifecycle_stages", _stages),
+        Key("second_loss", _second_loss),
     ),
     build=model(RecyclingRules),
     example="recycling:\n  lifecycle_stage: ...",

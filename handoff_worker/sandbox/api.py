@@ -226,6 +226,15 @@ def _install_automation(app: Flask, sandbox: Sandbox) -> None:
         portal.enroll(workflow_id, email)
         return Response(status=204)
 
+    @app.delete("/automation/v2/workflows/<int:workflow_id>/enrollments/contacts/<path:email>")
+    def unenroll(workflow_id: int, email: str) -> Response:
+        portal.unenroll(workflow_id, email)
+        return Response(status=204)
+
+    @app.get("/automation/v2/workflows/enrollments/contacts/<contact_id>")
+    def enrollments_of(contact_id: str) -> Response:
+        return json_response(portal.enrollments_of(contact_id))
+
     @app.get("/automation/v4/flows")
     def flows() -> Response:
         limit = int(request.args.get("limit", 100))
@@ -261,6 +270,20 @@ def _install_automation(app: Flask, sandbox: Sandbox) -> None:
         if not isinstance(record_ids, list):
             raise validation_error("Request body must be a JSON array of record ids.")
         return json_response(portal.add_to_list(list_id, [str(r) for r in record_ids]))
+
+    @app.put("/crm/v3/lists/<list_id>/memberships/remove")
+    def remove_members(list_id: str) -> Response:
+        record_ids = request.get_json(silent=True)
+        if not isinstance(record_ids, list):
+            raise validation_error("Request body must be a JSON array of record ids.")
+        return json_response(portal.remove_from_list(list_id, [str(r) for r in record_ids]))
+
+    @app.get("/crm/v3/lists/<list_id>/memberships")
+    def list_members(list_id: str) -> Response:
+        limit = int(request.args.get("limit", 100))
+        if not 1 <= limit <= 250:
+            raise validation_error("limit must be between 1 and 250.")
+        return json_response(portal.list_members_page(list_id, request.args.get("after"), limit))
 
 
 def _install_schema(app: Flask, sandbox: Sandbox) -> None:

@@ -90,6 +90,27 @@ class Automation:
         workflow.enrolled_contact_ids.append(contact.id)
         attempt["outcome"] = "enrolled"
 
+    def unenroll(
+        self, workflow_id: int, email: str, find_contact: Callable[[str], StoredRecord | None]
+    ) -> None:
+        """Legacy unenrollment: 204 whether or not the contact was enrolled (unconfirmed in
+        HubSpot's text; the worker treats both answers alike); 404 for an unknown workflow or email."""
+        workflow = self.workflows.get(workflow_id)
+        if workflow is None:
+            raise not_found(f"Workflow {workflow_id} not found.")
+        contact = find_contact(email)
+        if contact is None:
+            raise not_found(f"No contact with email {email}.")
+        workflow.enrolled_contact_ids = [c for c in workflow.enrolled_contact_ids if c != contact.id]
+
+    def enrollments_of(self, contact_id: str) -> list[dict[str, Any]]:
+        """GET /automation/v2/workflows/enrollments/contacts/{vid}: the workflows it is in now."""
+        return [
+            {"id": w.id, "name": w.name, "enabled": w.enabled, "type": "DRIP_DELAY"}
+            for w in sorted(self.workflows.values(), key=lambda w: w.id)
+            if contact_id in w.enrolled_contact_ids
+        ]
+
     def flows(self) -> list[dict[str, Any]]:
         return [
             {
@@ -99,6 +120,7 @@ class Automation:
                 "name": w.name,
                 "revisionId": "1",
                 "flowType": "WORKFLOW",
+                "enrollmentCriteria": {"type": "LIST_BASED", "shouldReEnroll": w.allow_reenrollment},
             }
             for w in sorted(self.workflows.values(), key=lambda w: w.id)
         ]
@@ -163,6 +185,38 @@ class Automation:
             "recordIdsRemoved": [],
             "recordIdsMissing": missing,
         }
+
+    def remove_from_list(self, list_id: str, record_ids: list[str]) -> dict[str, Any]:
+        hs_list = self.lists.get(str(list_id))
+        if hs_list is None:
+            raise not_found(f"List {list_id} does not exist.")
+        if hs_list.processing_type not in {"MANUAL", "SNAPSHOT"}:
+            raise validation_error(
+                f"List {list_id} is {hs_list.processing_type}; only MANUAL lists accept memberships."
+            )
+        wanted = set(map(str, record_ids))
+        removed = [m for m in hs_list.member_ids if m in wanted]
+        hs_list.member_ids = [m for m in hs_list.member_ids if m not in wanted]
+        return {"recordIdsAdded": [], "recordIdsRemoved": removed, "recordIdsMissing": []}
+
+    def members_page(self, list_id: str, after: str | None, limit: int) -> dict[str, Any]:
+        """GET /crm/v3/lists/{listId}/memberships: members by ascending record id, paged."""
+        hs_list = self.lists.get(str(list_id))
+        if hs_list is None:
+            raise not_found(f"List {list_id} does not exist.")
+        ordered = sorted(hs_list.member_ids, key=lambda m: (len(m), m))
+        start = (
+            0
+            if not after
+            else next((i for i, m in enumerate(ordered) if (len(m), m) > (len(after), after)), len(ordered))
+        )
+        page = ordered[start : start + limit]
+        body: dict[str, Any] = {
+            "results": [{"recordId": m, "membershipTimestamp": "2026-01-01T00:00:00Z"} for m in page]
+        }
+        if start + limit < len(ordered):
+            body["paging"] = {"next": {"after": page[-1]}}
+        return body
 
     def list_memberships(self) -> dict[str, Any]:
         return {

@@ -319,6 +319,24 @@ class Portal:
         with self.lock:
             self.automation.enroll(workflow_id, email, self.now_ms(), self._contact_by_email)
 
+    def unenroll(self, workflow_id: int, email: str) -> None:
+        with self.lock:
+            self.automation.unenroll(workflow_id, email, self._contact_by_email)
+
+    def enrollments_of(self, contact_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            if contact_id not in self.objects["contacts"]:
+                raise not_found(f"Contact {contact_id} does not exist.")
+            return self.automation.enrollments_of(contact_id)
+
+    def remove_from_list(self, list_id: str, record_ids: list[str]) -> dict[str, Any]:
+        with self.lock:
+            return self.automation.remove_from_list(list_id, record_ids)
+
+    def list_members_page(self, list_id: str, after: str | None, limit: int) -> dict[str, Any]:
+        with self.lock:
+            return self.automation.members_page(list_id, after, limit)
+
     def _contact_by_email(self, email: str) -> StoredRecord | None:
         wanted = email.strip().lower()
         for contact in self.objects["contacts"].values():

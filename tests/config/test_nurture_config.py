@@ -413,3 +413,18 @@ def test_numeric_ids_may_be_quoted_and_labels_are_trimmed(tmp_path: Path) -> Non
     assert rule.label == "Not   Ready"
     assert rule.nurtures[0].list_id == "042"
     assert rules.reason_for("not ready") is rule
+
+
+# --- another loss while a contact is in a nurture ---------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "policy"), [("", "keep"), ("keep", "keep"), ("Switch", "switch")])
+def test_second_loss_policy_defaults_to_keep(tmp_path: Path, written: str, policy: str) -> None:
+    setting = f"recycling:\n  second_loss: {written}\n" if written else ""
+    rules = load_rules(write(tmp_path, setting + MINIMAL))
+    assert rules.recycling.second_loss.value == policy
+
+
+def test_second_loss_policy_names_its_choices(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, "recycling:\n  second_loss: replace\n" + MINIMAL))
+    assert "recycling > second_loss" in problem and "keep, switch" in problem
