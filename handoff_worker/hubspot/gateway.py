@@ -201,7 +201,9 @@ class SdkGateway:
                 if isinstance(error, RequestNotSentError):
                     self._calls -= 1  # nothing reached HubSpot
                 self._share_rate_limit(error)
-                raise error from exc
+                # Not chained: a logged traceback would print the wire error's text, whose URL
+                # can hold an email. The translation names the wire error's types instead.
+                raise error from None
             self._observe(headers)
             return result
 

@@ -8,7 +8,8 @@ above the gateway only ever sees `handoff_worker.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -24,11 +25,20 @@ from handoff_worker.errors import (
     TransientHubSpotError,
 )
 
-__all__ = ["RequestNotSentError", "error_from_response", "translate"]
+__all__ = ["RequestNotSentError", "error_from_response", "translate", "without_emails"]
 
 # HubSpot's fallback when a rolling-window 429 says nothing about when to come back.
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 10.0
 _TRANSIENT_STATUSES = {423, 429, 477}
+# An email as text or percent-encoded in a URL (`ann%40example.com`, `ann%2Bx%40example.com`).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+EMAIL_PLACEHOLDER = "<email>"
+
+
+def without_emails(text: str) -> str:
+    """`text` with every email replaced: error text is kept in the audit, the dead letter and logs,
+    and an answer may echo the address a request was about."""
+    return _EMAIL.sub(EMAIL_PLACEHOLDER, text)
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -65,7 +75,7 @@ def error_from_response(
 ) -> HubSpotError:
     """Our error for an HTTP answer outside 2xx."""
     payload = _parse_body(body)
-    message = str(payload.get("message") or f"HTTP {status} with no message")
+    message = without_emails(str(payload.get("message") or f"HTTP {status} with no message"))
     common: dict[str, Any] = {
         "status": status,
         "operation": operation,
@@ -96,10 +106,42 @@ def _is_sdk_api_exception(exc: BaseException) -> bool:
     )
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps, outermost first: requests and urllib3 nest the real failure in
+    `args`, `reason` and `__cause__`."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            inner.append(reason)
+        if current.__cause__ is not None:
+            inner.append(current.__cause__)
+        pending.extend(inner)
+
+
+def describe_wire_failure(exc: BaseException) -> str:
+    """What failed on the wire, by exception type and the system's reason only.
+
+    Never the exceptions' own text: urllib3 and requests put the request's URL in it, and the
+    legacy enrollment's URL holds the contact's email.
+    """
+    chain = list(_causes(exc))
+    names = " < ".join(dict.fromkeys(type(e).__name__ for e in chain))
+    reasons = [e.strerror for e in chain if isinstance(e, OSError) and e.strerror]
+    return f"{names} ({reasons[-1]})" if reasons else names
+
+
 def _connection_error(exc: BaseException, operation: str, *, not_sent: bool) -> TransientHubSpotError:
     kind = RequestNotSentError if not_sent else TransientHubSpotError
     return kind(
-        f"{type(exc).__name__}: {exc}. Check that HUBSPOT_BASE_URL is reachable from this host",
+        f"{describe_wire_failure(exc)}. Check that HUBSPOT_BASE_URL is reachable from this host",
         operation=operation,
     )
 
@@ -110,13 +152,15 @@ def translate(exc: BaseException, operation: str) -> HubSpotError:
         return exc
     if type(exc).__module__.startswith("hubspot.") and not _is_sdk_api_exception(exc):
         # ApiTypeError/ApiValueError: the SDK refused to build the request before sending it.
-        return PermanentHubSpotError(f"the SDK refused the request: {exc}", operation=operation)
+        return PermanentHubSpotError(
+            f"the SDK refused the request: {without_emails(str(exc))}", operation=operation
+        )
     if _is_sdk_api_exception(exc):
         status = int(getattr(exc, "status", 0) or 0)
         if status == 0:  # the SDK's own wrapper for TLS failures: no answer was received
-            return TransientHubSpotError(
-                f"no HTTP answer: {getattr(exc, 'reason', exc)}", operation=operation
-            )
+            # Its reason is the error's type on the first line, then the error's text, URL included.
+            reason = str(getattr(exc, "reason", "") or "").splitlines() or ["unknown"]
+            return TransientHubSpotError(f"no HTTP answer: {without_emails(reason[0])}", operation=operation)
         headers = getattr(exc, "headers", None)
         return error_from_response(status, dict(headers or {}), getattr(exc, "body", None), operation)
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from worker_support import Worker
 
 from handoff_worker.celery_app import (
     TASK_FORGET_RECORD,
@@ -32,49 +31,6 @@ from handoff_worker.settings import Settings
 from handoff_worker.testing import children_of, wait_until
 
 pytestmark = pytest.mark.slow
-
-CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-class Worker:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        env = {
-            **os.environ,
-            "REDIS_URL": settings.redis_url,
-            "HUBSPOT_BASE_URL": settings.hubspot_base_url,
-            "HUBSPOT_ACCESS_TOKEN": settings.hubspot_access_token,
-            "HANDOFF_CONFIG": str(settings.handoff_config),
-            "HUBSPOT_RATE_LIMIT": "1000/1s",
-        }
-        self.log_path = log_path
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                CELERY,
-                "-A",
-                "handoff_worker.celery_app",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=2",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the worker to start")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture
