@@ -3,6 +3,12 @@
 Two queues: `handoff` for live work from webhooks, `resync` for sweeps, so a large resync never
 delays live handoffs. Tasks are referred to by name (the constants below) so the intake can
 enqueue without importing the handoff code.
+
+Every key the broker writes starts with BROKER_KEY_PREFIX (`handoff:broker:`), so all of this
+project's Redis keys share the `handoff:` prefix. A message that is not a task message is set aside
+by `broker_transport` instead of ending the worker; a task that fails for a reason other than
+HubSpot's, runs past its time limit or keeps killing its worker process is set aside by
+`worker_guards`. Remote control is off: nothing here inspects or commands workers.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from datetime import timedelta
 from celery import Celery
 
 from handoff_worker.settings import Settings, get_settings
+from handoff_worker.state import KEY_PREFIX
 
 HANDOFF_QUEUE = "handoff"
 RESYNC_QUEUE = "resync"
@@ -25,6 +32,17 @@ TASK_RESYNC_SWEEP = "handoff_worker.resync_sweep"
 # The longest task (a deal with thousands of contacts at the default budget) stays well under this;
 # a task not acknowledged within it is handed to another worker.
 VISIBILITY_TIMEOUT_SECONDS = 3600
+# A task still running after TASK_TIME_LIMIT_SECONDS is stuck (a hung reload, a dead socket without
+# a timeout): its process is replaced and the handoff set aside for `replay`. Half the visibility
+# timeout, so it ends before the broker would hand the same message to another worker. The soft
+# limit comes first, raising inside the task so it can record its failure itself.
+TASK_TIME_LIMIT_SECONDS = VISIBILITY_TIMEOUT_SECONDS // 2
+TASK_SOFT_TIME_LIMIT_SECONDS = TASK_TIME_LIMIT_SECONDS - 60
+# A message whose task killed its worker process is sent again after this long, counting as one
+# retry (the task's max_retries bounds it), then set aside instead of killing processes forever.
+WORKER_LOST_RETRY_SECONDS = 10
+BROKER_KEY_PREFIX = f"{KEY_PREFIX}broker:"
+BROKER_TRANSPORT = "handoff_worker.broker_transport:Transport"
 BEAT_ENTRY = "resync-sweep"
 
 
@@ -41,15 +59,27 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     }
 
 
+def queue_key(queue: str) -> str:
+    """The Redis list that holds `queue`'s messages."""
+    return f"{BROKER_KEY_PREFIX}{queue}"
+
+
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("handoff_worker", include=["handoff_worker.tasks", "handoff_worker.beat"])
+    redis_broker = settings.redis_url.startswith(("redis://", "rediss://", "unix://"))
     app.conf.update(
         broker_url=settings.redis_url,
+        broker_transport=BROKER_TRANSPORT if redis_broker else None,
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_retry_on_worker_lost=True,
+        default_retry_delay=WORKER_LOST_RETRY_SECONDS,
+        task_time_limit=TASK_TIME_LIMIT_SECONDS,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT_SECONDS,
+        worker_enable_remote_control=False,
         worker_prefetch_multiplier=1,
         task_default_queue=HANDOFF_QUEUE,
         task_routes={TASK_RESYNC_SWEEP: {"queue": RESYNC_QUEUE}},
@@ -62,6 +92,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "socket_timeout": 2.0,
             "socket_connect_timeout": 2.0,
             "max_retries": 1,
+            "global_keyprefix": BROKER_KEY_PREFIX,
         },
         task_publish_retry=True,
         task_publish_retry_policy={

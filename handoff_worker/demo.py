@@ -146,7 +146,7 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
         install_wiring(wired)
         stack.callback(install_wiring, None)
 
-        celery_app.conf.update(broker_url="memory://", broker_transport_options={})
+        celery_app.conf.update(broker_url="memory://", broker_transport=None, broker_transport_options={})
         worker = celery_app.Worker(
             pool="solo",
             concurrency=1,

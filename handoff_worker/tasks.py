@@ -1,7 +1,10 @@
 """Thin Celery tasks: wire settings, Redis, the gateway and the rules to the handoff engine.
 
 Only ids and small dicts cross the queue. Each worker process builds its wiring once, lazily, on
-its first task (`wiring.process_wiring`, after the fork, so no connection is shared between processes).
+its first task (`wiring.process_wiring`; redis-py opens fresh connections after the fork, so none
+is shared between processes). Before any task, the worker's main process checks that the wiring can
+be built at all (`startup.check_worker`) and exits with one line when it cannot, instead of
+acknowledging tasks it cannot run.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import redis
-from celery import Task
+from celery import Task, signals
 from celery.exceptions import Reject
 
+from handoff_worker import worker_guards  # noqa: F401  # sets aside what the tasks cannot run
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
@@ -37,6 +41,13 @@ BROKER_OUTAGE_WAIT_SECONDS = 120.0
 BROKER_OUTAGE_POLL_SECONDS = 2.0
 # Another worker holds the record: come back soon; this does not count against MAX_RETRIES.
 LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
+
+
+@signals.worker_init.connect
+def _check_before_taking_tasks(**_: Any) -> None:
+    from handoff_worker.startup import check_worker
+
+    check_worker()
 
 
 def backoff_seconds(retries: int) -> float:

@@ -7,7 +7,8 @@ protocol 2, JSON, base64 body, default priority) and pushes a whole request's me
 `LPUSH`, so the cost is one round trip however many units a request queues.
 
 Only what the intake needs is supported: keyword arguments, the default priority, no ETA, no
-result backend. `tests/intake/test_broker_worker.py` proves a real `celery worker` consumes and
+result backend. The list is the queue's name under the broker's `global_keyprefix`, as kombu's
+Redis transport names it. `tests/intake/test_broker_worker.py` proves a real `celery worker` consumes and
 runs these messages.
 """
 
@@ -94,9 +95,10 @@ def encode_task_message(call: TaskCall, *, queue: str, origin: str) -> str:
 class RedisTaskPublisher:
     """Queues task messages on the Celery app's Redis broker, one `LPUSH` per call of `publish`."""
 
-    def __init__(self, broker: redis.Redis, *, queue: str) -> None:
+    def __init__(self, broker: redis.Redis, *, queue: str, key_prefix: str = "") -> None:
         self._broker = broker
         self._queue = queue
+        self._list_key = f"{key_prefix}{queue}"
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
 
     @classmethod
@@ -109,15 +111,10 @@ class RedisTaskPublisher:
                 f"{url.split('://', 1)[0] or 'not set'}:// (set REDIS_URL to a redis:// URL)"
             )
         options = celery_app.conf.broker_transport_options or {}
-        if options.get("global_keyprefix"):
-            raise BrokerConfigError(
-                "broker_transport_options.global_keyprefix is not supported by the intake's publisher; "
-                "remove it from the Celery configuration (handoff_worker/celery_app.py)"
-            )
         client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
-        return cls(client, queue=queue)
+        return cls(client, queue=queue, key_prefix=str(options.get("global_keyprefix") or ""))
 
     def publish(self, calls: Sequence[TaskCall]) -> None:
         """Queue every call in one command: all are queued, or a `redis.RedisError` is raised.
@@ -128,7 +125,7 @@ class RedisTaskPublisher:
         if not calls:
             return
         messages = [encode_task_message(c, queue=self._queue, origin=self._origin) for c in calls]
-        self._broker.lpush(self._queue, *messages)
+        self._broker.lpush(self._list_key, *messages)
 
 
 class CeleryTaskPublisher:
