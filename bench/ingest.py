@@ -34,6 +34,7 @@ from pathlib import Path
 
 import redis
 
+from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
 from handoff_worker.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +219,7 @@ def loss_check(r: redis.Redis, result: LevelResult) -> tuple[int, int, int]:
     """(dedupe keys stored, distinct deals acknowledged, deals with a queued or pending unit)."""
     seen = sum(1 for _ in r.scan_iter("handoff:webhook:seen:*", count=5000))
     queued: set[str] = set()
-    for raw in r.lrange("handoff", 0, -1):
+    for raw in r.lrange(queue_key(HANDOFF_QUEUE), 0, -1):
         message = json.loads(raw)
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         queued.add(kwargs["deal_id"])

@@ -76,7 +76,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_retry_on_worker_lost=True,
-        default_retry_delay=WORKER_LOST_RETRY_SECONDS,
+        # Celery has no setting for it: the worker-lost retry waits the task's default_retry_delay.
+        task_annotations={"*": {"default_retry_delay": WORKER_LOST_RETRY_SECONDS}},
         task_time_limit=TASK_TIME_LIMIT_SECONDS,
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT_SECONDS,
         worker_enable_remote_control=False,

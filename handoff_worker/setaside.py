@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import redis
 
+from handoff_worker.celery_app import HANDOFF_QUEUE, RESYNC_QUEUE, TASK_RESYNC_SWEEP, queue_key
 from handoff_worker.state import KEY_PREFIX
 
 SET_ASIDE_KEY = f"{KEY_PREFIX}deadletter:messages"
@@ -102,3 +105,33 @@ def list_set_aside(client: redis.Redis) -> list[SetAsideMessage]:
 
 def discard(client: redis.Redis, message_id: str) -> bool:
     return bool(client.hdel(SET_ASIDE_KEY, message_id))
+
+
+class NotReplayableError(Exception):
+    """The message was kept only in part, or without anything to queue again."""
+
+
+def put_back(client: redis.Redis, record: SetAsideMessage) -> str:
+    """Queue the message again and forget it; returns the queue it went to.
+
+    A message kept as it was goes back as it was (a release that knows its task can now run it);
+    a task kept by name and arguments is queued as a new task message.
+    """
+    from handoff_worker.intake.broker import TaskCall, encode_task_message
+
+    if not record.replayable:
+        raise NotReplayableError(
+            f"message {record.message_id} was kept only in part ({MAX_KEPT_MESSAGE_CHARS:,} characters); "
+            "discard it with --discard-message"
+        )
+    queue = record.queue or (RESYNC_QUEUE if record.task == TASK_RESYNC_SWEEP else HANDOFF_QUEUE)
+    if record.raw:
+        text = record.raw
+    else:
+        call = TaskCall.new(record.task, dict(record.kwargs or {}))
+        text = encode_task_message(call, queue=queue, origin=f"replay{os.getpid()}@{socket.gethostname()}")
+    pipe = client.pipeline(transaction=True)
+    pipe.lpush(queue_key(queue), text)
+    pipe.hdel(SET_ASIDE_KEY, record.message_id)
+    pipe.execute()
+    return queue

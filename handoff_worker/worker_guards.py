@@ -54,7 +54,9 @@ def describe(exc: BaseException | None) -> str:
     return described[:MAX_ERROR_CHARS]
 
 
-def keep_failed_task(task_name: str, task_id: str, kwargs: dict[str, Any] | None, error: str) -> None:
+def keep_failed_task(
+    task_name: str, task_id: str, kwargs: dict[str, Any] | None, error: str, *, queue: str = ""
+) -> None:
     """Keep a task that failed for good: a handoff in the dead letter, anything else set aside."""
     now = datetime.now(UTC)
     handoff = _HANDOFF_ARGUMENT.get(task_name)
@@ -74,13 +76,16 @@ def keep_failed_task(task_name: str, task_id: str, kwargs: dict[str, Any] | None
     set_aside(
         _redis(),
         message_id=task_id,
-        queue="",
+        queue=queue,
         reason=f"failed: {error}",
         now=now,
         task=task_name,
         kwargs=kwargs if isinstance(kwargs, dict) else None,
     )
     log.error("task %s[%s] failed (%s); set aside", task_name, task_id, error)
+
+
+_last_kept: tuple[str, str] | None = None
 
 
 @signals.task_failure.connect
@@ -91,9 +96,17 @@ def _on_task_failure(
     kwargs: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
+    global _last_kept
     name = getattr(sender, "name", "") or ""
+    seen = (task_id, type(exception).__name__)
+    if seen == _last_kept:
+        return  # Celery signals a hard time limit twice: from the timeout, then from the failure
+    _last_kept = seen
+    delivery = getattr(getattr(sender, "request", None), "delivery_info", None) or {}
     try:
-        keep_failed_task(name, task_id, kwargs, describe(exception))
+        keep_failed_task(
+            name, task_id, kwargs, describe(exception), queue=str(delivery.get("routing_key") or "")
+        )
     except redis.RedisError as exc:
         # Redis is where the record would go, and the broker too: nothing more can be kept.
         log.critical("task %s[%s] failed and could not be kept: Redis error %s", name, task_id, exc)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import redis
 
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.deadletter import list_failures
@@ -28,6 +29,7 @@ from handoff_worker.handoff.resync import (
     run_locked,
     scheduled_window,
 )
+from handoff_worker.setaside import NotReplayableError, discard, list_set_aside, put_back
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client
 from handoff_worker.wiring import Wiring, build_wiring
@@ -174,22 +176,40 @@ def _sink(wiring: Wiring, *, inline: bool) -> HandoffSink:
 @click.command("failures")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def failures_command(as_json: bool) -> None:
-    """List handoffs that failed and wait in the dead-letter record."""
+    """List handoffs that failed and wait in the dead-letter record, and queue messages set aside."""
     settings = _settings()
-    failures = list_failures(redis_client(settings))
+    client = redis_client(settings)
+    failures = list_failures(client)
+    messages = list_set_aside(client)
     if as_json:
-        click.echo(json.dumps([asdict(f) for f in failures], indent=2))
+        records = [asdict(f) for f in failures] + [{"kind": "message", **asdict(m)} for m in messages]
+        click.echo(json.dumps(records, indent=2))
         return
-    if not failures:
+    if not failures and not messages:
         click.echo("no failed handoff is waiting")
         return
-    click.echo(f"{'record':20} {'first failed (UTC)':20} {'last failed (UTC)':20} {'tries':>5}  error")
+    if failures:
+        click.echo(f"{'record':20} {'first failed (UTC)':20} {'last failed (UTC)':20} {'tries':>5}  error")
     for failure in failures:
         click.echo(
             f"{failure.key:20} {_utc(failure.first_failed_at):20} {_utc(failure.last_failed_at):20} "
             f"{failure.attempts:>5}  {failure.error}"
         )
-    click.echo(f"{len(failures)} failed handoff(s); run `handoff-worker replay --all` once fixed")
+    if failures:
+        click.echo(f"{len(failures)} failed handoff(s); run `handoff-worker replay --all` once fixed")
+    if messages:
+        click.echo(f"\n{'message set aside':38} {'queue':8} {'last (UTC)':20} {'times':>5}  task / why")
+    for message in messages:
+        task = message.task or "(not a task message)"
+        click.echo(
+            f"{message.message_id:38} {message.queue or '-':8} {_utc(message.last_at):20} "
+            f"{message.times:>5}  {task}: {message.reason}"
+        )
+    if messages:
+        click.echo(
+            f"{len(messages)} message(s) set aside; `handoff-worker replay --message ID` queues one again, "
+            "`--discard-message ID` drops it"
+        )
 
 
 def _utc(stamp: str) -> str:
@@ -200,14 +220,36 @@ def _utc(stamp: str) -> str:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every failed handoff.")
 @click.option("--deal", "deal_ids", multiple=True, help="Replay this deal (repeatable).")
 @click.option("--contact", "contact_ids", multiple=True, help="Replay this contact (repeatable).")
-def replay_command(replay_all: bool, deal_ids: tuple[str, ...], contact_ids: tuple[str, ...]) -> None:
+@click.option(
+    "--message", "message_ids", multiple=True, help="Queue this set-aside message again (repeatable)."
+)
+@click.option(
+    "--discard-message", "discard_ids", multiple=True, help="Drop this set-aside message (repeatable)."
+)
+def replay_command(
+    replay_all: bool,
+    deal_ids: tuple[str, ...],
+    contact_ids: tuple[str, ...],
+    message_ids: tuple[str, ...],
+    discard_ids: tuple[str, ...],
+) -> None:
     """Run failed handoffs again; keeps going past a failure and prints a tally.
 
-    Exit code 1 when any replay failed (it stays in the dead-letter record).
+    Set-aside queue messages (see `failures`) are queued again with --message, or by --all when they
+    can be, and dropped with --discard-message. Exit code 1 when any replay failed (it stays in the
+    dead-letter record).
     """
-    if not (replay_all or deal_ids or contact_ids):
-        raise click.UsageError("say what to replay: --all, or --deal ID / --contact ID (repeatable)")
+    if not (replay_all or deal_ids or contact_ids or message_ids or discard_ids):
+        raise click.UsageError(
+            "say what to replay: --all, or --deal ID / --contact ID / --message ID (repeatable), "
+            "or --discard-message ID"
+        )
     settings = _settings()
+    if message_ids or discard_ids or replay_all:
+        if not _replay_messages(redis_client(settings), message_ids, discard_ids, replay_all=replay_all):
+            sys.exit(EXIT_FAILED)
+        if not (replay_all or deal_ids or contact_ids):
+            return
     try:
         wiring = build_wiring(settings)
     except HandoffError as exc:
@@ -230,6 +272,32 @@ def replay_command(replay_all: bool, deal_ids: tuple[str, ...], contact_ids: tup
     click.echo(line)
     if tally.failed:
         sys.exit(EXIT_FAILED)
+
+
+def _replay_messages(
+    client: redis.Redis, message_ids: tuple[str, ...], discard_ids: tuple[str, ...], *, replay_all: bool
+) -> bool:
+    """Queue set-aside messages again or drop them; False when any could not be."""
+    recorded = {m.message_id: m for m in list_set_aside(client)}
+    ok = True
+    for message_id in (*message_ids, *discard_ids):
+        if message_id not in recorded:
+            click.echo(f"message {message_id} is not set aside (see `handoff-worker failures`)", err=True)
+            ok = False
+    for message_id in discard_ids:
+        if message_id in recorded and discard(client, message_id):
+            click.echo(f"message {message_id} discarded")
+    chosen = [m for m in recorded.values() if m.replayable] if replay_all else []
+    chosen += [recorded[i] for i in message_ids if i in recorded and recorded[i] not in chosen]
+    for message in chosen:
+        try:
+            queue = put_back(client, message)
+        except NotReplayableError as exc:
+            click.echo(f"  ! {exc}", err=True)
+            ok = False
+            continue
+        click.echo(f"message {message.message_id} queued again on {queue}")
+    return ok
 
 
 # --------------------------------------------------------------------------- report

@@ -17,10 +17,12 @@ from celery import Celery
 from worker_support import Worker
 
 from handoff_worker.celery_app import (
+    HANDOFF_QUEUE,
     TASK_FORGET_RECORD,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
     create_celery,
+    queue_key,
 )
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
@@ -57,7 +59,7 @@ def enroll_outcomes(hub: SandboxServer, workflow_id: str) -> list[str]:
 
 def idle(client: redis.Redis) -> bool:
     """Nothing queued, nothing held: every delivery has run."""
-    return not client.llen("handoff") and not list(client.scan_iter("handoff:lock:*"))
+    return not client.llen(queue_key(HANDOFF_QUEUE)) and not list(client.scan_iter("handoff:lock:*"))
 
 
 def test_redelivered_and_parallel_tasks_enroll_exactly_once(

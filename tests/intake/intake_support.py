@@ -13,7 +13,7 @@ import redis
 from flask.testing import FlaskClient
 from hubspot.utils.signature import Signature
 
-from handoff_worker.celery_app import HANDOFF_QUEUE
+from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
 from handoff_worker.domain.nurture import DealRules, LeadRules, NurtureRules
 from handoff_worker.settings import Settings
 
@@ -84,7 +84,7 @@ class QueuedTask:
 def queued_tasks(conn: redis.Redis, queue: str = HANDOFF_QUEUE) -> list[QueuedTask]:
     """Decode the kombu messages waiting in the broker list, oldest first."""
     tasks = []
-    for raw in reversed(conn.lrange(queue, 0, -1)):
+    for raw in reversed(conn.lrange(queue_key(queue), 0, -1)):
         message = json.loads(raw)
         assert message["properties"]["body_encoding"] == "base64"
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))

@@ -14,7 +14,15 @@ import redis
 from flask.testing import FlaskClient
 from intake_support import deal_stage_event, encode, post, queued_tasks
 
-from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
+from handoff_worker.celery_app import (
+    BROKER_KEY_PREFIX,
+    HANDOFF_QUEUE,
+    TASK_FORGET_RECORD,
+    TASK_HANDOFF_CONTACT,
+    TASK_HANDOFF_DEAL,
+    app,
+    queue_key,
+)
 from handoff_worker.intake.broker import TaskCall, encode_task_message
 from handoff_worker.testing import wait_until
 
@@ -97,8 +105,12 @@ def test_real_worker_runs_every_message_the_intake_published(
         {"object_type": "contacts", "object_id": "10", "merged_into": None, "event": "deletion"}
     ]
     # acks_late messages are acknowledged: nothing waits in the queue or in kombu's unacked set.
-    wait_until(lambda: not redis_conn.hlen("unacked"), timeout=10, what="the messages to be acknowledged")
-    assert redis_conn.llen("handoff") == 0
+    wait_until(
+        lambda: not redis_conn.hlen(f"{BROKER_KEY_PREFIX}unacked"),
+        timeout=10,
+        what="the messages to be acknowledged",
+    )
+    assert redis_conn.llen(queue_key(HANDOFF_QUEUE)) == 0
 
 
 def ran_kwargs(ran: dict[str, tuple[str, dict[str, object]]], task: str) -> list[dict[str, object]]:
@@ -112,7 +124,7 @@ def test_messages_match_what_celery_send_task_writes(celery_app: object, redis_c
     assert isinstance(celery_app, Celery)
     call = TaskCall.new(TASK_HANDOFF_DEAL, {"deal_id": "5", "trigger": "webhook"})
     celery_app.send_task(call.name, kwargs=call.kwargs, queue="handoff", task_id=call.task_id)
-    (sent,) = [json.loads(raw) for raw in redis_conn.lrange("handoff", 0, -1)]
+    (sent,) = [json.loads(raw) for raw in redis_conn.lrange(queue_key(HANDOFF_QUEUE), 0, -1)]
     ours = json.loads(encode_task_message(call, queue="handoff", origin=sent["headers"]["origin"]))
     for message in (sent, ours):
         del message["properties"]["delivery_tag"]  # a fresh uuid in each

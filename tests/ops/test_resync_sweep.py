@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ops_support import CollectingSink, OpsEnv, recent_window, seed_lost_deal
 
 from handoff_worker.beat import CelerySink
-from handoff_worker.celery_app import HANDOFF_QUEUE, TASK_HANDOFF_DEAL, create_celery
+from handoff_worker.celery_app import HANDOFF_QUEUE, TASK_HANDOFF_DEAL, create_celery, queue_key
 from handoff_worker.commands.ops import resync_command
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.inline import InlineSink
@@ -155,13 +155,13 @@ def test_dry_run_writes_and_queues_nothing(ops: OpsEnv) -> None:
     # Only the gateway's shared rate-limiter counters may change; nothing of the handoff's.
     after = {k: ops.redis.dump(k) for k in ops.redis.keys("*") if "ratelimit" not in k}
     assert after == {k: v for k, v in before.items() if "ratelimit" not in k}
-    assert ops.redis.llen(HANDOFF_QUEUE) == 0
+    assert ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 0
     methods = {(r["method"], r["path"].split("?")[0]) for r in ops.server.control.requests()}
     assert all(m == "GET" or path.endswith("/search") for m, path in methods), methods
 
     real = run_locked(ops.redis, resync, ResyncRequest(*recent_window()))
-    assert real.queued == 2 and ops.redis.llen(HANDOFF_QUEUE) == 2
-    messages = [json.loads(raw) for raw in ops.redis.lrange(HANDOFF_QUEUE, 0, -1)]
+    assert real.queued == 2 and ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 2
+    messages = [json.loads(raw) for raw in ops.redis.lrange(queue_key(HANDOFF_QUEUE), 0, -1)]
     assert {m["headers"]["task"] for m in messages} == {TASK_HANDOFF_DEAL}
     kwargs = [json.loads(__import__("base64").b64decode(m["body"]))[1] for m in messages]
     assert sorted(k["deal_id"] for k in kwargs) == ["8131", "8132"]
