@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import redis
 
-from handoff_worker.errors import HandoffError
+from handoff_worker.errors import HandoffError, NurtureConfigError
 from handoff_worker.settings import Settings
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: a configuration error, not worth restarting for
@@ -26,17 +26,41 @@ WEB_REQUIRES = ("HUBSPOT_CLIENT_SECRET",)
 SAFE_EVICTION_POLICY = "noeviction"
 
 
-def refuse_to_start(process: str, problem: str) -> NoReturn:
+def one_line(exc: HandoffError) -> str:
+    """The error as one line: a config error's first problem, with a pointer to the rest."""
+    if isinstance(exc, NurtureConfigError) and exc.problems:
+        more = len(exc.problems) - 1
+        rest = f" (and {more} more: run `handoff-worker config check`)" if more else ""
+        first = " ".join(exc.problems[0].split())
+        return (first if first.startswith(str(exc.path)) else f"{exc.path}: {first}") + rest
+    return " ".join(str(exc).split())
+
+
+def refuse_to_start(process: str, exc: HandoffError) -> NoReturn:
     """One line on stderr, then exit: the line is all a person reading the log needs."""
-    first_line = problem.strip().splitlines()[0] if problem.strip() else "unknown problem"
-    more = " (and more: run `handoff-worker config check`)" if len(problem.strip().splitlines()) > 1 else ""
-    sys.stderr.write(f"handoff-worker {process} not started: {first_line}{more}\n")
+    sys.stderr.write(f"handoff-worker {process} not started: {one_line(exc)}\n")
     sys.stderr.flush()
     raise SystemExit(EXIT_CONFIG)
 
 
-def web_settings() -> Settings:
-    return Settings.from_env(require=WEB_REQUIRES)
+def check_web() -> Settings:
+    """The web process's settings and rules, or exit with one line naming what is wrong.
+
+    Run by gunicorn_conf.py while gunicorn reads its configuration: before it binds, logs or boots
+    a worker, so the one line is all it prints."""
+    from handoff_worker.nurture_config.store import RedisLastGood, RulesStore
+    from handoff_worker.state import redis_client
+
+    try:
+        settings = Settings.from_env(require=WEB_REQUIRES)
+        client = redis_client(settings)
+        last_good = RedisLastGood(client, settings.handoff_config)
+        RulesStore(settings.handoff_config, last_good=last_good).current()
+    except HandoffError as exc:
+        refuse_to_start("web", exc)
+    for warning in durability_warnings(client):
+        sys.stderr.write(f"handoff-worker web: warning: {warning}\n")
+    return settings
 
 
 def missing_settings(settings: Settings, names: tuple[str, ...]) -> list[str]:
@@ -59,7 +83,7 @@ def check_worker() -> None:
         wiring = process_wiring()
         wiring.rules_store.current()
     except HandoffError as exc:
-        refuse_to_start("worker", str(exc))
+        refuse_to_start("worker", exc)
     warn_about_durability(wiring.redis)
 
 
