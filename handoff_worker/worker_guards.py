@@ -22,6 +22,7 @@ import redis
 from celery import signals
 
 from handoff_worker.celery_app import TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.hubspot.translate import without_emails
@@ -33,7 +34,10 @@ from handoff_worker.wiring import process_wiring
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
-_HANDOFF_ARGUMENT = {TASK_HANDOFF_DEAL: ("deal", "deal_id"), TASK_HANDOFF_CONTACT: ("contact", "contact_id")}
+_HANDOFF_ARGUMENT = {
+    TASK_HANDOFF_DEAL: (RecordKind.DEAL, "deal_id"),
+    TASK_HANDOFF_CONTACT: (RecordKind.CONTACT, "contact_id"),
+}
 
 
 def _redis() -> redis.Redis:
