@@ -12,9 +12,17 @@ adds up every worker's numbers; `child_exit` below tidies a dead worker's files.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from handoff_worker.settings import get_settings
+
+if "gunicorn" in sys.argv[0]:
+    # While gunicorn reads this file: before it binds, logs or boots a worker, a missing setting or
+    # unreadable rules end start-up with one line (handoff_worker.startup).
+    from handoff_worker.startup import check_web
+
+    check_web()
 
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 # /readyz and /metrics are answered only on this internal listener (see the README).

@@ -38,6 +38,7 @@ from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.intake import metrics
 from handoff_worker.intake.broker import publisher_for
 from handoff_worker.intake.dispatch import Dispatcher, DispatchResult, QueueUnavailableError
+from handoff_worker.intake.readiness import Readiness
 from handoff_worker.intake.webhook import HubSpotWebhook, RejectedRequestError
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client as make_redis_client
@@ -93,13 +94,14 @@ def create_app(
         rules=rules if callable(rules) else _fixed(rules or NurtureRules(reasons=())),
     )
     app.extensions["handoff_intake"] = intake
+    readiness = Readiness(settings, redis_conn, publisher, rules_loaded=rules is not None)
 
     app.add_url_rule(WEBHOOK_PATH, "hubspot_webhook", intake.handle, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
     app.add_url_rule(
         "/readyz",
         "readyz",
-        lambda: _readiness(redis_conn, celery, rules_loaded=rules is not None),
+        lambda: _readiness(readiness),
     )
     app.add_url_rule("/metrics", "metrics", _metrics)
     _serve_ops_endpoints_only_on(app, ops_listener_port(settings))
@@ -252,21 +254,8 @@ def _count_result(result: DispatchResult, fields: dict[str, Any]) -> None:
     )
 
 
-def _readiness(redis_conn: redis.Redis, celery: Celery, *, rules_loaded: bool) -> tuple[Response, int]:
-    checks: dict[str, str] = {}
-    try:
-        redis_conn.ping()
-        checks["redis"] = "ok"
-    except redis.RedisError as exc:
-        checks["redis"] = f"failed: {type(exc).__name__} (check REDIS_URL)"
-    try:
-        with celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=REDIS_TIMEOUT_SECONDS)
-        checks["broker"] = "ok"
-    except Exception as exc:  # any failure means "not ready"; the kind is reported
-        checks["broker"] = f"failed: {type(exc).__name__} (check REDIS_URL)"
-    checks["config"] = "ok" if rules_loaded else "ok (default rules, no HANDOFF_CONFIG loaded)"
-    ready = all(value.startswith("ok") for value in checks.values())
+def _readiness(readiness: Readiness) -> tuple[Response, int]:
+    ready, checks = readiness.checks()
     return jsonify(ready=ready, checks=checks), 200 if ready else 503
 
 
