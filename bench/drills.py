@@ -388,6 +388,122 @@ def drill_broken_rules(workdir: Path, options: DrillOptions) -> DrillResult:
         stack.stop()
 
 
+# --------------------------------------------------------------------------- g. poison messages
+
+
+def poison_messages(count: int) -> list[bytes]:
+    """`count` messages a worker cannot run, cycling through the ways a queue message can be bad."""
+    from handoff_worker.celery_app import TASK_HANDOFF_DEAL
+    from handoff_worker.intake.broker import TaskCall, encode_task_message
+
+    def task(kwargs: dict[str, Any], *, name: str = TASK_HANDOFF_DEAL, body: object = None) -> bytes:
+        message = json.loads(encode_task_message(TaskCall.new(name, kwargs), queue="handoff", origin="drill"))
+        if body is not None:
+            message["body"] = body
+        return json.dumps(message).encode()
+
+    makers: list[Callable[[int], bytes]] = [
+        lambda n: f"not json {n}".encode(),
+        lambda n: json.dumps({"n": n}).encode(),  # JSON, but not a message envelope
+        lambda n: task({"deal_id": str(n)}, body="%%% not base64"),
+        lambda n: task({"deal_id": str(n)}, name="handoff_worker.retired_task"),
+        lambda n: task({"deal": str(n)}),  # an argument the task does not take
+    ]
+    return [makers[n % len(makers)](n) for n in range(count)]
+
+
+def drill_poison_messages(workdir: Path, options: DrillOptions) -> DrillResult:
+    """Messages no worker can run pushed into the queue between real handoffs."""
+    from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
+    from handoff_worker.setaside import list_set_aside
+
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 6))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        poison = poison_messages(5 * len(stream.deals))
+        began = time.monotonic()
+        reps = lose_in_background(stack, stream, pace=options.fault_seconds / max(1, len(stream.deals)))
+        client = stack.redis()
+        for chunk in range(0, len(poison), 5):
+            client.lpush(queue_key(HANDOFF_QUEUE), *poison[chunk : chunk + 5])
+            time.sleep(options.fault_seconds / max(1, len(poison) // 5))
+        reps.join()
+        fault = time.monotonic() - began
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        kept = list_set_aside(client)
+        log = stack.worker_log(0)
+        extra = [] if stack.all_alive() else ["the worker's main process died"]
+        extra += (
+            [] if len(kept) == len(poison) else [f"{len(kept)} of {len(poison)} poison messages set aside"]
+        )
+        extra += ["the worker logged an unrecoverable error"] if "Unrecoverable error" in log else []
+        return DrillResult(
+            "poison-messages",
+            f"{len(poison)} unrunnable messages (5 kinds) pushed into the queue among the handoffs",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            extra,
+            [f"{len(kept)} of {len(poison)} set aside for `failures`; worker main process alive"],
+        )
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- h. no token
+
+
+def drill_worker_without_token(workdir: Path, options: DrillOptions) -> DrillResult:
+    """A worker started without HUBSPOT_ACCESS_TOKEN while webhooks arrive, then a good one."""
+    from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
+    from handoff_worker.startup import EXIT_CONFIG
+
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 7))
+    stack = _stack(workdir).start(webs=1, workers=0)
+    try:
+        seed_stream(stack.hub.control, stream)
+        began = time.monotonic()
+        reps = lose_in_background(stack, stream, pace=options.fault_seconds / max(1, len(stream.deals)))
+        refused = stack.start_worker(env={"HUBSPOT_ACCESS_TOKEN": ""}, wait_ready=False)
+        code = refused.wait(timeout=60)
+        exit_seconds = time.monotonic() - began
+        stack.workers.remove(refused)
+        reps.join()
+        stack.hub.control.wait_for_webhooks(timeout=60)
+        waiting = stack.redis().llen(queue_key(HANDOFF_QUEUE))
+        fault = time.monotonic() - began
+        output = [line for line in stack.worker_log(0).splitlines() if line.strip()]
+        ours = [line for line in output if line.startswith("handoff-worker worker not started")]
+        # Celery's warning about running as root (the drills may) is not the worker's own output.
+        root_warning = ("SecurityWarning", "not recommended", "--uid option", "User information", "_warn_or")
+        own = [line for line in output if not any(w in line for w in root_warning)]
+        stack.start_worker()
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        extra = [] if code == EXIT_CONFIG else [f"the worker without a token exited with {code}"]
+        one_line = len(own) == 1 and own == ours and "HUBSPOT_ACCESS_TOKEN" in ours[0]
+        extra += [] if one_line else [f"not a one-line refusal: {own[:5]}"]
+        extra += ["the refused worker said ready"] if any("ready." in line for line in output) else []
+        extra += [] if waiting else ["nothing waited in the queue for a worker that can run it"]
+        return DrillResult(
+            "worker-without-token",
+            "worker started with no HUBSPOT_ACCESS_TOKEN while deals were lost; a good one later",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            extra,
+            [
+                f"exited {code} after {exit_seconds:.1f} s with {len(own)} line(s) of its own output "
+                f"({len(ours)} naming the setting, {len(output) - len(own)} of Celery's root warning); "
+                f"{waiting} handoffs waited in the queue, none acknowledged"
+            ],
+        )
+    finally:
+        stack.stop()
+
+
 def _audits(stack: Stack) -> list[dict[str, Any]]:
     from handoff_worker.handoff.audit import recent_audits
 
@@ -403,6 +519,8 @@ DRILLS: dict[str, Callable[[Path, DrillOptions], DrillResult]] = {
     "redis-down": drill_redis_down,
     "hostile-input": drill_hostile_input,
     "broken-nurture-yaml": drill_broken_rules,
+    "poison-messages": drill_poison_messages,
+    "worker-without-token": drill_worker_without_token,
 }
 
 TABLE_HEADER = (

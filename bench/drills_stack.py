@@ -188,7 +188,11 @@ class Stack:
         self.webs.append((process, port))
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30, what=f"web{index}")
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *, env: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """A worker as the Procfile starts it; `env` changes its environment, and with
+        `wait_ready=False` it is returned at once (for a worker expected to refuse to start)."""
         index = len(self.workers)
         log = self._log(f"worker{index}")
         process = subprocess.Popen(
@@ -199,13 +203,14 @@ class Stack:
                 *("--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"),
             ],
             cwd=ROOT,
-            env=self.environment(),
+            env=self.environment(**(env or {})),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.workers.append(process)
         log_path = self.workdir / f"worker{index}.log"
-        wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=60, what=f"worker{index} to start")
+        if wait_ready:
+            wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=60, what=f"worker{index} to start")
         return process
 
     # ----------------------------------------------------------------- views
