@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from worker_support import Worker, wait_for
+from worker_support import Worker
 
 from handoff_worker.nurture_config.store import RedisLastGood
 from handoff_worker.settings import Settings
 from handoff_worker.startup import EXIT_CONFIG
+from handoff_worker.testing import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_worker_with_broken_rules_starts_on_the_last_good_copy(
     rules_path.write_text(BROKEN_YAML)
     worker = Worker(settings_for(), tmp_path / "worker.log", wait_ready=False)
     try:
-        wait_for(lambda: "ready." in worker.output(), what="the worker to start on the last good rules")
+        wait_until(lambda: "ready." in worker.output(), what="the worker to start on the last good rules")
         assert worker.process.poll() is None
     finally:
         worker.stop()
