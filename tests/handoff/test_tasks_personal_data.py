@@ -8,7 +8,6 @@ likeliest way for an address to reach the audit, the logs, the retry lines and t
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure
 from handoff_worker.settings import Settings
 from handoff_worker.tasks import MAX_RETRIES
-from handoff_worker.testing import wait_until
+from handoff_worker.testing import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +31,6 @@ PEOPLE = {
     "3001": ("dana.lee@acme.example", "Dana", "Lee"),
     "3002": ("sam.ortiz@acme.example", "Sam", "Ortiz"),
 }
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def personal_data_patterns() -> list[re.Pattern[str]]:
@@ -98,7 +91,7 @@ def test_a_failed_enrollment_writes_no_email_or_name_anywhere(
     hub.control.lose_deal("2001", "Pricing")
     # The enrollment goes through an HTTP proxy on a closed port (the SDK's CRM reads ignore proxy
     # settings and succeed): urllib3's error names the request's URL, which holds the email.
-    closed = f"http://127.0.0.1:{closed_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     proxy = {"HTTP_PROXY": closed, "http_proxy": closed, "NO_PROXY": None, "no_proxy": None}
     worker = Worker(settings_for(), tmp_path / "worker.log", env=proxy)
     try:
