@@ -8,7 +8,9 @@ Every key the broker writes starts with BROKER_KEY_PREFIX (`handoff:broker:`), s
 project's Redis keys share the `handoff:` prefix. A message that is not a task message is set aside
 by `broker_transport` instead of ending the worker; a task that fails for a reason other than
 HubSpot's, runs past its time limit or keeps killing its worker process is set aside by
-`worker_guards`. Remote control is off: nothing here inspects or commands workers.
+`worker_guards`. Remote control is off, and the Procfile starts workers without gossip, mingle and
+event heartbeats: nothing here inspects, commands or watches workers, so those would be broadcast
+traffic through Redis for no one.
 """
 
 from __future__ import annotations
