@@ -109,6 +109,8 @@ def test_poison_messages_are_set_aside_and_the_worker_keeps_running(
     assert dead is not None and "TypeError" in dead.error
     assert not redis_conn.llen(queue_key(HANDOFF_QUEUE))
     wait_until(lambda: not redis_conn.hlen(f"{BROKER_KEY_PREFIX}unacked"), what="every message acknowledged")
+    # Celery's keys too live under the project's prefix (the queue, kombu's bindings and bookkeeping).
+    assert sorted(k for k in redis_conn.scan_iter() if not k.startswith("handoff:")) == []
 
     listed = cli(redis_url, "failures", "--json")
     assert listed.returncode == 0, listed.stderr
