@@ -22,7 +22,6 @@ from typing import Any
 
 import redis
 
-from handoff_worker.celery_app import HANDOFF_QUEUE, RESYNC_QUEUE, TASK_RESYNC_SWEEP, queue_key
 from handoff_worker.state import KEY_PREFIX
 
 SET_ASIDE_KEY = f"{KEY_PREFIX}deadletter:messages"
@@ -117,6 +116,9 @@ def put_back(client: redis.Redis, record: SetAsideMessage) -> str:
     A message kept as it was goes back as it was (a release that knows its task can now run it);
     a task kept by name and arguments is queued as a new task message.
     """
+    # Here, not at the top: importing the Celery app reads the settings, and `failures` must be
+    # able to say in one line that a setting is wrong.
+    from handoff_worker.celery_app import HANDOFF_QUEUE, RESYNC_QUEUE, TASK_RESYNC_SWEEP, queue_key
     from handoff_worker.intake.broker import TaskCall, encode_task_message
 
     if not record.replayable:
