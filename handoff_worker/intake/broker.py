@@ -127,6 +127,10 @@ class RedisTaskPublisher:
         messages = [encode_task_message(c, queue=self._queue, origin=self._origin) for c in calls]
         self._broker.lpush(self._list_key, *messages)
 
+    def ping(self) -> bool:
+        """For /readyz: the broker answers, on a connection this publisher already holds."""
+        return bool(self._broker.ping())
+
 
 class CeleryTaskPublisher:
     """Queues task messages through Celery itself, for brokers other than Redis (the demo's
@@ -140,6 +144,12 @@ class CeleryTaskPublisher:
     def publish(self, calls: Sequence[TaskCall]) -> None:
         for call in calls:
             self._celery.send_task(call.name, kwargs=call.kwargs, task_id=call.task_id, queue=self._queue)
+
+    def ping(self) -> bool:
+        """For /readyz: the broker answers (Celery's own connection pool, reused across calls)."""
+        with self._celery.pool.acquire(block=True, timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+        return True
 
 
 TaskPublisher = RedisTaskPublisher | CeleryTaskPublisher

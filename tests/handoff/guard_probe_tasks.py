@@ -13,6 +13,7 @@ import signal
 import time
 
 import redis
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from handoff_worker import worker_guards  # noqa: F401  # the guards under test
@@ -29,13 +30,13 @@ _redis = redis.Redis.from_url(settings.redis_url)
 
 
 @app.task(name="probe.kill_own_process", bind=True, acks_late=True, max_retries=KILLER_MAX_RETRIES)
-def kill_own_process(self, record_id: str) -> None:  # type: ignore[no-untyped-def]
+def kill_own_process(self: Task, record_id: str) -> None:
     _redis.rpush(ATTEMPTS_KEY, f"kill:{record_id}:{self.request.retries}")
     os.kill(os.getpid(), signal.SIGKILL)
 
 
 @app.task(name="probe.outlive_time_limit", bind=True, acks_late=True, soft_time_limit=1, time_limit=2)
-def outlive_time_limit(self, record_id: str) -> None:  # type: ignore[no-untyped-def]
+def outlive_time_limit(self: Task, record_id: str) -> None:
     _redis.rpush(ATTEMPTS_KEY, f"hang:{record_id}")
     try:
         time.sleep(60)
@@ -44,5 +45,5 @@ def outlive_time_limit(self, record_id: str) -> None:  # type: ignore[no-untyped
 
 
 @app.task(name="probe.record", bind=True, acks_late=True)
-def record(self, record_id: str) -> None:  # type: ignore[no-untyped-def]
+def record(self: Task, record_id: str) -> None:
     _redis.rpush(ATTEMPTS_KEY, f"ran:{record_id}")

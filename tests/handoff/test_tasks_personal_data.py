@@ -18,6 +18,7 @@ from celery import Celery
 from worker_support import Worker
 
 from handoff_worker.celery_app import TASK_HANDOFF_DEAL, create_celery
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure
 from handoff_worker.settings import Settings
@@ -45,22 +46,25 @@ def personal_data_patterns() -> list[re.Pattern[str]]:
 
 
 def everything_in_redis(client: redis.Redis) -> Iterator[str]:
-    """Every key and every value of the test's database, as text."""
-    for key in client.scan_iter(count=1000):
-        yield key
-        kind = client.type(key)
+    """Every key and every value of the test's database, as text (`repr` of what is not text)."""
+    reader: Any = client  # decode_responses=True: redis-py's hints cannot say str rather than bytes
+    for key in reader.scan_iter(count=1000):
+        yield str(key)
+        kind = reader.type(key)
+        values: Any
         if kind == "string":
-            yield str(client.get(key))
+            values = [reader.get(key)]
         elif kind == "hash":
-            yield from (f"{k}={v}" for k, v in client.hgetall(key).items())
+            values = [f"{k}={v}" for k, v in reader.hgetall(key).items()]
         elif kind == "list":
-            yield from client.lrange(key, 0, -1)
+            values = reader.lrange(key, 0, -1)
         elif kind == "set":
-            yield from client.smembers(key)
+            values = reader.smembers(key)
         elif kind == "zset":
-            yield from (member for member, _ in client.zrange(key, 0, -1, withscores=True))
-        elif kind == "stream":
-            yield from (str(fields) for _, fields in client.xrange(key))
+            values = [member for member, _ in reader.zrange(key, 0, -1, withscores=True)]
+        else:
+            values = [repr(item) for item in reader.xrange(key)] if kind == "stream" else []
+        yield from (v if isinstance(v, str) else repr(v) for v in values)
 
 
 def leaks(texts: list[str]) -> list[str]:
@@ -101,14 +105,16 @@ def test_a_failed_enrollment_writes_no_email_or_name_anywhere(
             TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "resync"}, retries=MAX_RETRIES
         )
         wait_until(
-            lambda: get_failure(redis_conn, "deal", "2001") is not None, timeout=60, what="the dead letter"
+            lambda: get_failure(redis_conn, RecordKind.DEAL, "2001") is not None,
+            timeout=60,
+            what="the dead letter",
         )
         queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
         wait_until(lambda: "Retry in" in worker.output(), timeout=60, what="a retry line")
     finally:
         worker.stop()
 
-    failure = get_failure(redis_conn, "deal", "2001")
+    failure = get_failure(redis_conn, RecordKind.DEAL, "2001")
     assert failure is not None
     # The failure is described, so the test looks at real error text.
     assert "enroll contact in workflow 5102" in failure.error

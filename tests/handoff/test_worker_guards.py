@@ -24,6 +24,7 @@ from handoff_worker.celery_app import (
     create_celery,
     queue_key,
 )
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure
 from handoff_worker.intake.broker import TaskCall, encode_task_message
@@ -105,7 +106,7 @@ def test_poison_messages_are_set_aside_and_the_worker_keeps_running(
     assert "no task named" in kept["no-such-task"].reason
     assert kept["bad-arguments"].kwargs == {"nope": 1} and "TypeError" in kept["bad-arguments"].reason
     assert kept["bad-body"].raw == messages["bad-body"].decode()
-    dead = get_failure(redis_conn, "deal", "2001")
+    dead = get_failure(redis_conn, RecordKind.DEAL, "2001")
     assert dead is not None and "TypeError" in dead.error
     assert not redis_conn.llen(queue_key(HANDOFF_QUEUE))
     wait_until(lambda: not redis_conn.hlen(f"{BROKER_KEY_PREFIX}unacked"), what="every message acknowledged")
@@ -170,7 +171,7 @@ def probe_worker(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[by
 
 
 def attempts(client: redis.Redis) -> list[str]:
-    return list(client.lrange(ATTEMPTS_KEY, 0, -1))
+    return [str(item) for item in client.lrange(ATTEMPTS_KEY, 0, -1)]
 
 
 def test_a_message_that_keeps_killing_its_process_is_set_aside(
