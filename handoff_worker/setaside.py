@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,12 +112,17 @@ def put_back(client: redis.Redis, record: SetAsideMessage) -> str:
     """Queue the message again and forget it; returns the queue it went to.
 
     A message kept as it was goes back as it was (a release that knows its task can now run it);
-    a task kept by name and arguments is queued as a new task message.
+    a task kept by name and arguments is sent again as a new task message.
     """
     # Here, not at the top: importing the Celery app reads the settings, and `failures` must be
     # able to say in one line that a setting is wrong.
-    from handoff_worker.celery_app import HANDOFF_QUEUE, RESYNC_QUEUE, TASK_RESYNC_SWEEP, queue_key
-    from handoff_worker.intake.broker import TaskCall, encode_task_message
+    from handoff_worker.celery_app import (
+        HANDOFF_QUEUE,
+        RESYNC_QUEUE,
+        TASK_RESYNC_SWEEP,
+        create_celery,
+        queue_key,
+    )
 
     if not record.replayable:
         raise NotReplayableError(
@@ -128,12 +131,15 @@ def put_back(client: redis.Redis, record: SetAsideMessage) -> str:
         )
     queue = record.queue or (RESYNC_QUEUE if record.task == TASK_RESYNC_SWEEP else HANDOFF_QUEUE)
     if record.raw:
-        text = record.raw
-    else:
-        call = TaskCall.new(record.task, dict(record.kwargs or {}))
-        text = encode_task_message(call, queue=queue, origin=f"replay{os.getpid()}@{socket.gethostname()}")
-    pipe = client.pipeline(transaction=True)
-    pipe.lpush(queue_key(queue), text)
-    pipe.hdel(SET_ASIDE_KEY, record.message_id)
-    pipe.execute()
+        pipe = client.pipeline(transaction=True)
+        pipe.lpush(queue_key(queue), record.raw)
+        pipe.hdel(SET_ASIDE_KEY, record.message_id)
+        pipe.execute()
+        return queue
+    celery = create_celery()
+    try:
+        celery.send_task(record.task, kwargs=dict(record.kwargs or {}), queue=queue)
+    finally:
+        celery.close()
+    discard(client, record.message_id)
     return queue

@@ -3,7 +3,8 @@
 A worker without HUBSPOT_ACCESS_TOKEN or without readable nurture rules would acknowledge every
 task and do nothing; a web process without HUBSPOT_CLIENT_SECRET would answer every webhook 401
 while HubSpot gives up on them. Both refuse to start instead, with one line on stderr that names
-what to fix, and exit with EXIT_CONFIG.
+what to fix, and exit with EXIT_CONFIG (the worker's check, which builds its wiring, is
+`worker_guards.check_worker`).
 
 The ledger lives in Redis: `durability_warnings` says when that Redis would lose it (no
 persistence) or drop it when full (an eviction policy). Those are warnings, not refusals: a
@@ -70,21 +71,6 @@ def missing_settings(settings: Settings, names: tuple[str, ...]) -> list[str]:
         "HUBSPOT_CLIENT_SECRET": ",".join(settings.hubspot_client_secrets),
     }
     return [name for name in names if not values.get(name)]
-
-
-def check_worker() -> None:
-    """Build the worker's wiring (settings, rules) now, or exit with one line naming what is wrong.
-
-    The wiring built here is the one the pool processes inherit, as the first task would have
-    built it."""
-    from handoff_worker.wiring import process_wiring
-
-    try:
-        wiring = process_wiring()
-        wiring.rules_store.current()
-    except HandoffError as exc:
-        refuse_to_start("worker", exc)
-    warn_about_durability(wiring.redis)
 
 
 def warn_about_durability(client: redis.Redis) -> None:

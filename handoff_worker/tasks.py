@@ -3,7 +3,7 @@
 Only ids and small dicts cross the queue. Each worker process builds its wiring once, lazily, on
 its first task (`wiring.process_wiring`; redis-py opens fresh connections after the fork, so none
 is shared between processes). Before any task, the worker's main process checks that the wiring can
-be built at all (`startup.check_worker`) and exits with one line when it cannot, instead of
+be built at all (`worker_guards.check_worker`) and exits with one line when it cannot, instead of
 acknowledging tasks it cannot run.
 """
 
@@ -19,7 +19,7 @@ import redis
 from celery import Task, signals
 from celery.exceptions import Reject
 
-from handoff_worker import worker_guards  # noqa: F401  # sets aside what the tasks cannot run
+from handoff_worker import worker_guards
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
@@ -45,9 +45,7 @@ LOCK_BUSY_COUNTDOWN_SECONDS = 3.0
 
 @signals.worker_init.connect
 def _check_before_taking_tasks(**_: Any) -> None:
-    from handoff_worker.startup import check_worker
-
-    check_worker()
+    worker_guards.check_worker()
 
 
 def backoff_seconds(retries: int) -> float:

@@ -28,6 +28,7 @@ from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.hubspot.translate import without_emails
 from handoff_worker.setaside import set_aside
 from handoff_worker.settings import get_settings
+from handoff_worker.startup import refuse_to_start, warn_about_durability
 from handoff_worker.state import redis_client
 from handoff_worker.wiring import process_wiring
 
@@ -47,6 +48,19 @@ def _redis() -> redis.Redis:
         return process_wiring().redis
     except HandoffError:
         return redis_client(get_settings())
+
+
+def check_worker() -> None:
+    """Build the worker's wiring (settings, rules) now, or exit with one line naming what is wrong.
+
+    Run before the worker takes any task (`worker_init`). The wiring built here is the one the
+    pool processes inherit, as the first task would have built it."""
+    try:
+        wiring = process_wiring()
+        wiring.rules_store.current()
+    except HandoffError as exc:
+        refuse_to_start("worker", exc)
+    warn_about_durability(wiring.redis)
 
 
 def describe(exc: BaseException | None) -> str:
