@@ -25,7 +25,7 @@ from handoff_worker.settings import RateLimit, Settings
 from handoff_worker.testing import busiest_window
 
 TOKEN = "pat-bench-token"
-LIMITER_KEYS = "{hubspot:ratelimit}*"
+LIMITER_KEYS = "handoff:{hubspot-ratelimit}*"
 
 
 def worker(url: str, redis_url: str, budget: str, stop_at: float) -> tuple[int, int]:

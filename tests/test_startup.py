@@ -108,12 +108,14 @@ def test_readyz_reports_what_is_missing_and_opens_no_connection_per_call(
 ) -> None:
     server = throwaway_redis("--save", "", "--appendonly", "no")
     port = server.connection_pool.connection_kwargs["port"]
-    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{port}/0"}, dotenv_path=None)
+    ops = f"127.0.0.1:{free_port()}"  # /readyz answers only on the internal listener
+    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "OPS_BIND": ops}
+    settings = Settings.from_env(env, dotenv_path=None)
     client = create_app(settings, celery_app=create_celery(settings)).test_client()
-    client.get("/readyz")  # connections are opened on first use
+    client.get("/readyz", base_url=f"http://{ops}")  # connections are opened on first use
     before = int(server.info("stats")["total_connections_received"])
     for _ in range(20):
-        answer = client.get("/readyz")
+        answer = client.get("/readyz", base_url=f"http://{ops}")
     opened = int(server.info("stats")["total_connections_received"]) - before
     assert opened <= 1, f"{opened} new Redis connections for 20 readiness checks"
     assert answer.status_code == 503

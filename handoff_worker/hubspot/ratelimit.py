@@ -104,10 +104,11 @@ class RedisRateLimiter:
         search_limit: RateLimit,
         *,
         max_wait_seconds: float = 60.0,
-        namespace: str = "hubspot:ratelimit",
+        namespace: str = "hubspot-ratelimit",
     ) -> None:
-        # One hash tag so every key the script touches lives in one Redis Cluster slot.
-        prefix = f"{{{namespace}}}"
+        # One hash tag so every key the script touches lives in one Redis Cluster slot, after the
+        # `handoff:` prefix every key of ours starts with.
+        prefix = f"handoff:{{{namespace}}}"
         self._redis = redis_client
         self._account = _Budget(f"{prefix}:account", account_limit)
         self._search = _Budget(f"{prefix}:search", search_limit)

@@ -247,5 +247,5 @@ def test_a_429_pauses_every_process_for_the_retry_after(
     first, second = hub.control.requests(DEAL_PATH)
     assert (first["status"], second["status"]) == (429, 200)
     # The retry waited in the shared limiter (real sleep), where every process would wait too.
-    assert redis_conn.get("{hubspot:ratelimit}:pause-until") is not None
+    assert redis_conn.get("handoff:{hubspot-ratelimit}:pause-until") is not None
     assert second["at"] - first["at"] >= 900

@@ -24,6 +24,7 @@ import redis
 import requests
 from intake_support import queued_tasks
 
+from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
 from handoff_worker.sandbox.hostile import (
     PERSONAL_DATA,
     WEBHOOK_PATH,
@@ -146,7 +147,7 @@ def test_hostile_corpus_gets_no_5xx_and_queues_nothing_it_refuses(web: Web) -> N
     assert len(corpus) > 80
     failures, answered = [], []
     for item in corpus:
-        before = conn.llen("handoff")
+        before = conn.llen(queue_key(HANDOFF_QUEUE))
         answer = send(item, web.url)
         answered.append(f"{answer.status} {item.label}")
         problem = verdict(item, answer, before, _queued_deals(conn))
