@@ -58,8 +58,9 @@ def test_web_without_its_client_secret_exits_with_one_line() -> None:
 
 
 @pytest.fixture
-def throwaway_redis() -> Iterator[Callable[..., redis.Redis]]:
-    """`redis-server`s started with the given options, each on its own port, stopped afterwards."""
+def throwaway_redis(tmp_path: Path) -> Iterator[Callable[..., redis.Redis]]:
+    """`redis-server`s started with the given options, each on its own port and in its own folder
+    (a server with snapshots writes one when it stops), stopped afterwards."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed: no throw-away Redis can be set up")
@@ -67,11 +68,10 @@ def throwaway_redis() -> Iterator[Callable[..., redis.Redis]]:
 
     def start(*options: str) -> redis.Redis:
         port = free_port()
-        started.append(
-            subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", *options], stdout=subprocess.DEVNULL
-            )
-        )
+        folder = tmp_path / f"redis-{port}"
+        folder.mkdir()
+        command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), *options]
+        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
         client = redis.Redis(port=port, decode_responses=True)
         deadline = time.monotonic() + 10
         while True:
