@@ -45,7 +45,7 @@ from handoff_worker.handoff.facts import (
 )
 from handoff_worker.handoff.journeys import ContactLocks, JourneyStore
 from handoff_worker.handoff.leaving import Leaving
-from handoff_worker.handoff.ledger import Ledger, Loss, next_loss
+from handoff_worker.handoff.ledger import Ledger, Loss, LossSignature, next_loss
 from handoff_worker.handoff.lifecycle import LifecycleWriter
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether, RecordLock
 from handoff_worker.handoff.nurturing import Nurturing
@@ -173,7 +173,7 @@ class HandoffEngine:
             self.leaving.apply(run, held, loss, moved, facts.steps)
             self.nurturing.apply(run, held, loss, plan, moved, facts.steps)
         # 5. finish
-        self._finish(run, loss, plan)
+        self._finish(run, loss, plan, seen.signature)
 
     def _contact_locks(self, contact_ids: list[str]) -> AbstractContextManager[HeldLock]:
         if self.dry_run:  # a dry run changes nothing, so it waits for nobody
@@ -233,7 +233,7 @@ class HandoffEngine:
 
     # ----------------------------------------------------------------- finish
 
-    def _finish(self, run: HandoffRun, loss: Loss, plan: HandoffPlan) -> None:
+    def _finish(self, run: HandoffRun, loss: Loss, plan: HandoffPlan, signature: LossSignature) -> None:
         for action in plan.actions:
             contact = run.contact(action.contact_id)
             if contact.outcome is not ContactOutcome.FAILED:
@@ -244,7 +244,8 @@ class HandoffEngine:
             self._dead_letter(run, "; ".join(run.errors))
             return
         run.outcome = Outcome.HANDED_OFF
-        self.ledger.mark_complete(loss)
+        # With what HubSpot showed: a sweep tells this loss from a later one of the same record by it.
+        self.ledger.mark_complete(loss, signature)
         remove_failure(self.redis, run.kind, run.object_id)
 
     def _dead_letter(self, run: HandoffRun, error: str) -> None:

@@ -27,7 +27,7 @@ from handoff_worker.domain.rules import (
 )
 from handoff_worker.errors import NotFoundError
 from handoff_worker.handoff.leaving import leave_step
-from handoff_worker.handoff.ledger import DONE, LIFECYCLE_STEP, Loss, step_field
+from handoff_worker.handoff.ledger import DONE, LIFECYCLE_STEP, Loss, LossSignature, step_field
 from handoff_worker.handoff.run_record import Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
@@ -74,9 +74,33 @@ class LostRecord:
     name: str  # shown in the owner's task subject
     owner_id: str | None
     stages: StageCatalog | None = None  # a deal's: the catalog its status was decided on
+    stage: str = ""  # a deal's stage id, a lead's status: part of the loss's signature
+
+    @property
+    def signature(self) -> LossSignature:
+        return LossSignature(self.stage, self.fingerprint, self.raw_reason or "")
 
 
 Sighting = NotFound | UnknownStage | NotLost | LostRecord
+
+
+def signature_properties(kind: RecordKind, rules: NurtureRules) -> tuple[str, ...]:
+    """The properties a record's `loss_signature` is read from (a sweep asks its search for them)."""
+    if kind is RecordKind.DEAL:
+        return ("dealstage", "closedate", rules.deals.reason_property)
+    return (rules.leads.status_property, rules.leads.reason_property)
+
+
+def loss_signature(kind: RecordKind, record: CrmObject, rules: NurtureRules) -> LossSignature:
+    """A lost record's signature as the engine records it when the loss completes."""
+    if kind is RecordKind.DEAL:
+        return LossSignature(
+            record.get("dealstage") or "",
+            record.get("closedate") or "",
+            record.get(rules.deals.reason_property) or "",
+        )
+    leads = rules.leads
+    return LossSignature(record.get(leads.status_property) or "", "", record.get(leads.reason_property) or "")
 
 
 # ----------------------------------------------------------------------------- everything else
@@ -192,6 +216,7 @@ class FactReader:
             name=deal.get("dealname") or f"deal {deal.id}",
             owner_id=deal.get("hubspot_owner_id"),
             stages=stages,
+            stage=deal.get("dealstage") or "",
         )
 
     def _deal_status(self, deal: CrmObject, rules: NurtureRules) -> tuple[StageCatalog, DealStatus]:
@@ -249,6 +274,7 @@ class FactReader:
             raw_reason=contact.get(leads.reason_property),
             name=_person_name(contact),
             owner_id=contact.get("hubspot_owner_id"),
+            stage=contact.get(leads.status_property) or "",
         )
 
     def _gather_for_lead(

@@ -76,6 +76,31 @@ def next_loss(current: Loss | None, kind: RecordKind, object_id: str, fingerprin
 
 
 @dataclass(frozen=True)
+class LossSignature:
+    """What HubSpot shows of a record's loss now: its stage, its fingerprint (a deal's closedate) and
+    its reason. Kept with a loss when it completes, so a sweep can tell "this loss, already handed
+    off" from "a later loss of the same record" (reopened and lost again, every webhook missed)
+    without asking the engine to run."""
+
+    stage: str
+    fingerprint: str
+    reason: str
+
+    def same_loss_as(self, stage: str | None, fingerprint: str | None, reason: str | None) -> bool:
+        """Does a completed loss that stored these values (None: stored before signatures were
+        kept) look like this one? A fingerprint differs only when both are known, as in next_loss."""
+        if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
+            return False
+        if stage is not None and stage != self.stage:
+            return False
+        return reason is None or _fold(reason) == _fold(self.reason)
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+@dataclass(frozen=True)
 class Waiting:
     kind: RecordKind
     object_id: str
@@ -126,13 +151,25 @@ class Ledger:
         self.client.hset(loss_key(kind, object_id), "state", REOPENED)
         return True
 
-    def mark_complete(self, loss: Loss) -> None:
-        self.client.hset(loss_key(loss.kind, loss.object_id), "complete", "1")
+    def mark_complete(self, loss: Loss, signature: LossSignature | None = None) -> None:
+        key = loss_key(loss.kind, loss.object_id)
+        pipe = self.client.pipeline()
+        pipe.hset(key, "complete", "1")
+        if signature is not None:
+            pipe.hset(key, "done_stage", signature.stage)
+            pipe.hset(key, "done_reason", signature.reason)
+        pipe.execute()
 
-    def is_complete(self, kind: RecordKind, object_id: str) -> bool:
-        """Was the record's latest loss handed off in full? (For sweeps deciding what to queue.)"""
-        current = self.current_loss(kind, object_id)
-        return bool(current and current.complete and current.state == ACTIVE)
+    def is_complete(self, kind: RecordKind, object_id: str, seen: LossSignature | None = None) -> bool:
+        """Was the record's latest loss handed off in full, and (given what HubSpot shows now) is
+        it the same loss? For sweeps deciding what to queue: a loss is told by its stage, close
+        date and reason, not by the record's id."""
+        raw = {str(k): str(v) for k, v in self.client.hgetall(loss_key(kind, object_id)).items()}
+        if raw.get("complete") != "1" or raw.get("state", ACTIVE) != ACTIVE:
+            return False
+        if seen is None:
+            return True
+        return seen.same_loss_as(raw.get("done_stage"), raw.get("fingerprint"), raw.get("done_reason"))
 
     # ----------------------------------------------------------------- steps
 

@@ -14,10 +14,11 @@ from typing import Protocol
 
 import redis
 
-from handoff_worker.domain.models import ObjectType, RecordKind, SearchFilter
+from handoff_worker.domain.models import CrmObject, ObjectType, RecordKind, SearchFilter
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.errors import HandoffError
-from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.handoff.facts import loss_signature, signature_properties
+from handoff_worker.handoff.ledger import Ledger, LossSignature
 from handoff_worker.handoff.resync.errors import SweepBusyError
 from handoff_worker.handoff.resync.lock import LOCK_KEY, SweepLock
 from handoff_worker.handoff.resync.walk import (
@@ -47,20 +48,15 @@ def send(sink: HandoffSink, kind: RecordKind, object_id: str) -> None:
 
 
 class DoneCheck(Protocol):
-    """The engine's ledger, asked whether a record's handoff is already complete."""
+    """The engine's ledger, asked whether a record's loss, as HubSpot shows it now, is handed off."""
 
-    def deal_done(self, deal_id: str) -> bool: ...
-
-    def contact_done(self, contact_id: str) -> bool: ...
+    def is_done(self, kind: RecordKind, object_id: str, seen: LossSignature) -> bool: ...
 
 
 class NothingDone:
     """A ledger that knows nothing: every record is sent and the engine itself skips what is done."""
 
-    def deal_done(self, deal_id: str) -> bool:
-        return False
-
-    def contact_done(self, contact_id: str) -> bool:
+    def is_done(self, kind: RecordKind, object_id: str, seen: LossSignature) -> bool:
         return False
 
 
@@ -150,9 +146,7 @@ class Resync:
 
         try:
             if request.deal_ids:
-                for deal_id in request.deal_ids:
-                    summary.deals_found += 1
-                    self._send(summary, RecordKind.DEAL, deal_id, request.dry_run)
+                self._named_deals(summary, request)
             else:
                 self._sweep_deals(summary, request, on_page)
                 if request.include_contacts and self.rules.leads.enabled:
@@ -171,6 +165,19 @@ class Resync:
             progress(summary)
         return summary
 
+    def _named_deals(self, summary: ResyncSummary, request: ResyncRequest) -> None:
+        """`--deal ID`: each named deal read (one batch) so its loss is judged like a swept one."""
+        properties = signature_properties(RecordKind.DEAL, self.rules)
+        found = {d.id: d for d in self.gateway.batch_read(ObjectType.DEAL, request.deal_ids, properties)}
+        for deal_id in request.deal_ids:
+            summary.deals_found += 1
+            deal = found.get(deal_id)
+            if deal is None:  # gone from HubSpot: the engine settles it (and drops what it kept)
+                self._sent.add((RecordKind.DEAL, deal_id))
+                self._deliver(summary, RecordKind.DEAL, deal_id, request.dry_run)
+                continue
+            self._send(summary, RecordKind.DEAL, deal, request.dry_run)
+
     def _sweep_deals(
         self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
     ) -> None:
@@ -184,13 +191,13 @@ class Resync:
             chunk_in_filter("dealstage", sorted(lost)),
             since=request.since,
             until=request.until,
-            properties=("dealstage",),
+            properties=signature_properties(RecordKind.DEAL, self.rules),
             page_size=self.page_size,
             result_cap=self.result_cap,
             on_page=on_page,
         ):
             summary.deals_found += 1
-            self._send(summary, RecordKind.DEAL, deal.id, request.dry_run)
+            self._send(summary, RecordKind.DEAL, deal, request.dry_run)
 
     def _sweep_contacts(
         self, summary: ResyncSummary, request: ResyncRequest, on_page: Callable[[], None]
@@ -203,20 +210,22 @@ class Resync:
             groups,
             since=request.since,
             until=request.until,
-            properties=(leads.status_property,),
+            properties=signature_properties(RecordKind.CONTACT, self.rules),
             page_size=self.page_size,
             result_cap=self.result_cap,
             on_page=on_page,
         ):
             summary.contacts_found += 1
-            self._send(summary, RecordKind.CONTACT, contact.id, request.dry_run)
+            self._send(summary, RecordKind.CONTACT, contact, request.dry_run)
 
-    def _send(self, summary: ResyncSummary, kind: RecordKind, object_id: str, dry_run: bool) -> None:
-        is_done = {RecordKind.DEAL: self.done.deal_done, RecordKind.CONTACT: self.done.contact_done}[kind]
-        if is_done(object_id):
+    def _send(self, summary: ResyncSummary, kind: RecordKind, record: CrmObject, dry_run: bool) -> None:
+        if self.done.is_done(kind, record.id, loss_signature(kind, record, self.rules)):
             summary.already_done += 1
             return
-        self._sent.add((kind, object_id))
+        self._sent.add((kind, record.id))
+        self._deliver(summary, kind, record.id, dry_run)
+
+    def _deliver(self, summary: ResyncSummary, kind: RecordKind, object_id: str, dry_run: bool) -> None:
         if dry_run:
             summary.queued += 1  # would be queued
             return
@@ -258,16 +267,15 @@ class WaitingRevisit(Protocol):
 
 
 class LedgerDoneCheck:
-    """The engine's ledger: a record whose latest loss was handed off in full is not queued again."""
+    """The engine's ledger: a record whose latest loss was handed off in full is not queued again,
+    as long as HubSpot still shows that loss (same stage, close date and reason). A deal reopened
+    and lost again shows another close date or reason, so it is queued even if no webhook told."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def deal_done(self, deal_id: str) -> bool:
-        return self.ledger.is_complete(RecordKind.DEAL, deal_id)
-
-    def contact_done(self, contact_id: str) -> bool:
-        return self.ledger.is_complete(RecordKind.CONTACT, contact_id)
+    def is_done(self, kind: RecordKind, object_id: str, seen: LossSignature) -> bool:
+        return self.ledger.is_complete(kind, object_id, seen)
 
 
 def run_locked(
