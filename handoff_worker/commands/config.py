@@ -36,17 +36,23 @@ def remote_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
 
     Raises `HubSpotError` only when HubSpot cannot be asked at all (network, token, rate limit).
     """
+    return remote_check(rules, gateway)[0]
+
+
+def remote_check(rules: NurtureRules, gateway: HubSpotGateway) -> tuple[list[str], list[str]]:
+    """(problems, warnings): what HubSpot contradicts, and what works but deserves a look."""
+    warnings: list[str] = []
     problems: list[str] = []
     problems += _reason_property_problems(
         ObjectType.DEAL, rules.deals.reason_property, "deals > reason_property", rules.reasons, gateway
     )
     if rules.leads.enabled:
         problems += _lead_problems(rules, gateway)
-    problems += _workflow_problems(rules, gateway)
+    problems += _workflow_problems(rules, gateway, warnings)
     problems += _list_problems(rules, gateway)
     problems += _property_nurture_problems(rules, gateway)
     problems += _marker_problems(rules, gateway)
-    return problems
+    return problems, warnings
 
 
 def _fold(text: str) -> str:
@@ -133,7 +139,7 @@ def _used_by(labels: list[str]) -> str:
     return "reasons > " + ", ".join(labels)
 
 
-def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway, warnings: list[str]) -> list[str]:
     wanted = _nurture_places(rules, NurtureMethod.WORKFLOW)
     if not wanted:
         return []
@@ -160,6 +166,14 @@ def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str
             problems.append(
                 f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is turned off; turn it "
                 "on in HubSpot or pick another workflow"
+            )
+        if flow.re_enrollment:
+            # The worker enrolls a contact once per episode; HubSpot would otherwise stop a second
+            # enrollment itself, except in a workflow that allows re-enrollment.
+            warnings.append(
+                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') allows re-enrollment: "
+                "a contact that comes back to sales and is lost again gets the whole nurture again; "
+                "turn re-enrollment off in the workflow's enrollment settings unless that is wanted"
             )
     return problems
 
@@ -325,9 +339,11 @@ def check_command(file: Path | None, remote: bool) -> None:
     if not remote:
         return
     try:
-        problems = remote_problems(rules, _gateway())
+        problems, warnings = remote_check(rules, _gateway())
     except HubSpotError as exc:
         raise _hubspot_failure(exc) from exc
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if problems:
         click.echo(f"HubSpot disagrees with {path} in {len(problems)} place(s):", err=True)
         for problem in problems:

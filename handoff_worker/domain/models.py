@@ -143,6 +143,8 @@ class Flow:
     is_enabled: bool
     object_type_id: str
     revision_id: str | None = None
+    # Contacts may enroll again after leaving: HubSpot itself would then send a nurture twice.
+    re_enrollment: bool = False
 
 
 @dataclass(frozen=True)

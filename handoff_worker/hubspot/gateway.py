@@ -579,6 +579,7 @@ class SdkGateway:
                     is_enabled=bool(f.get("isEnabled")),
                     object_type_id=str(f.get("objectTypeId") or ""),
                     revision_id=str(f["revisionId"]) if f.get("revisionId") is not None else None,
+                    re_enrollment=bool((f.get("enrollmentCriteria") or {}).get("shouldReEnroll")),
                 )
                 for f in page.get("results", ())
             )

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from handoff_worker.cli import main
-from handoff_worker.commands.config import remote_problems
+from handoff_worker.commands.config import remote_check, remote_problems
 from handoff_worker.domain.models import ObjectType
 from handoff_worker.errors import NotFoundError
 from handoff_worker.hubspot.gateway import SdkGateway, build_gateway
@@ -142,6 +142,20 @@ def test_flow_id_is_accepted_like_the_workflow_id(hubspot: SdkGateway) -> None:
     assert remote_problems(rules, hubspot) == []
 
 
+@pytest.mark.parametrize("workflow_id", ["5103", "1705103"], ids=["legacy id", "flow id"])
+def test_a_workflow_that_allows_re_enrollment_is_a_warning(hubspot: SdkGateway, workflow_id: str) -> None:
+    text = f"version: 1\nreasons:\n  Not Ready:\n    nurture:\n      - workflow: {workflow_id}\n"
+    rules = parse_rules(text + "  Pricing: {recycle: false}\n" + ALL_REASONS_TAIL, "team.yaml")
+    assert remote_check(rules, hubspot) == (
+        [],
+        [
+            f"reasons > Not Ready: workflow {workflow_id} ('Nurture - Not Ready') allows re-enrollment: "
+            "a contact that comes back to sales and is lost again gets the whole nurture again; turn "
+            "re-enrollment off in the workflow's enrollment settings unless that is wanted"
+        ],
+    )
+
+
 def test_free_text_reason_property_and_disabled_leads_skip_option_checks(hubspot: SdkGateway) -> None:
     rules = parse_rules(
         "version: 1\ndeals: {reason_property: dealname}\nleads: {enabled: false}\n"
@@ -180,6 +194,17 @@ def test_check_remote_passes_on_the_shipped_file(cli_env: dict[str, str]) -> Non
     assert result.stdout.splitlines()[-1] == (
         "HubSpot: every reason, workflow, list and property was found and usable"
     )
+
+
+def test_check_remote_warns_without_failing(cli_env: dict[str, str]) -> None:
+    # The shipped file's Not Ready nurture is the sandbox's re-enrollable workflow 5103.
+    result = invoke(["config", "check", "--remote"], cli_env)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: reasons > Not Ready: workflow 5103 ('Nurture - Not Ready') allows re-enrollment: a "
+        "contact that comes back to sales and is lost again gets the whole nurture again; turn "
+        "re-enrollment off in the workflow's enrollment settings unless that is wanted"
+    ]
 
 
 def test_check_remote_lists_problems_and_exits_1(tmp_path: Path, cli_env: dict[str, str]) -> None:
