@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -34,6 +35,9 @@ from handoff_worker.nurture_config.yaml_reader import Problems, Where, kind
 # Placeholders the owner-task subjects may use; the engine fills them in.
 TASK_SUBJECT_PLACEHOLDERS = frozenset({"deal_name"})
 NURTURE_METHOD_KEYS = ("workflow", "list", "property")
+# The owner task's due date is computed from it; past a year it is no deadline at all, and
+# infinity would crash the task after the handoff was recorded.
+MAX_SLA_HOURS = 8760
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,10 +80,17 @@ def _second_loss(
 
 
 def _hours(value: object, where: Where, _context: Context, problems: Problems) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    problems.add(where, f"{kind(value)} is not a number of hours; write e.g. sla_hours: 24")
-    return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        problems.add(where, f"{kind(value)} is not a number of hours; write e.g. sla_hours: 24")
+        return None
+    if not 0 < value <= MAX_SLA_HOURS:
+        problems.add(
+            where,
+            f"{kind(value)} is not a number of hours a deal owner can be given; write more than 0 "
+            f"and at most {MAX_SLA_HOURS} (a year), e.g. sla_hours: 24",
+        )
+        return None
+    return float(value)
 
 
 def _owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:

@@ -4,6 +4,7 @@ the value is wrong."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,7 +18,9 @@ from handoff_worker.nurture_config.yaml_reader import Problems, Where, kind
 STANDARD_LIFECYCLE_STAGES = (*LIFECYCLE_ORDER, "other")
 # HubSpot internal property names: a letter, then letters, digits or underscores.
 _PROPERTY_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_DIGITS_RE = re.compile(r"^[0-9]+$")
+# HubSpot's ids are 64-bit numbers: at most 20 digits.
+_DIGITS_RE = re.compile(r"^[0-9]{1,20}$")
+_LARGEST_ID = 10**20 - 1
 
 Fields = dict[str, tuple[Any, Where]]
 
@@ -59,8 +62,10 @@ def as_section(value: object, where: Where, problems: Problems, example: str) ->
 def text(value: object, where: Where, problems: Problems, example: str) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # numbers are fine as text: an option value like 2024
+    if isinstance(value, float) and math.isfinite(value):
+        return str(value)
     problems.add(where, f"{kind(value)} is not allowed; write some text, e.g. {example}")
     return None
 
@@ -86,7 +91,7 @@ def property_name(value: object, where: Where, problems: Problems, example: str)
 
 
 def numeric_id(value: object, where: Where, problems: Problems, what: str, example: str) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _LARGEST_ID:
         return str(value)
     if isinstance(value, str) and _DIGITS_RE.match(value.strip()):
         return value.strip()
