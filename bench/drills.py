@@ -34,6 +34,7 @@ from werkzeug.wrappers import Request, Response
 
 from bench.drills_portal import Stream, Verdict, check, lose, plan_stream, seed_stream
 from bench.drills_stack import CLIENT_SECRET, ROOT, Stack, StackConfig
+from bench.hostile_yaml import alias_bomb, write_huge_file
 from handoff_worker.sandbox.hostile import answer_verdict, build_corpus, send
 from handoff_worker.testing import free_port, wait_until
 
@@ -332,60 +333,111 @@ def drill_hostile_input(workdir: Path, options: DrillOptions) -> DrillResult:
         stack.stop()
 
 
-# --------------------------------------------------------------------------- f. broken YAML
+# --------------------------------------------------------------------------- f. broken and hostile YAML
 
 
 BROKEN_YAML_TAIL = "\n  Pricing:\n\tnurture: [workflow: not-a-number\n"
 
 
-def drill_broken_rules(workdir: Path, options: DrillOptions) -> DrillResult:
-    """The nurture YAML broken mid-stream: the worker must keep its last good rules."""
-    rules = workdir / "nurture.yaml"
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "config" / "nurture.yaml", rules)
-    stream = plan_stream(options.deals, rng=random.Random(options.seed + 5))
-    stack = _stack(workdir, rules_path=rules).start(webs=1, workers=1)
-    try:
-        seed_stream(stack.hub.control, stream)
-        half = len(stream.deals) // 2
-        for deal in stream.deals[:half]:
-            lose(stack.hub.control, deal)
-        # Break the file only once the worker has run on the good rules (its pool processes read
-        # the file on their first task).
-        wait_until(
-            lambda: check(stack.hub.control, stream, stream.deals[:half]).ok,
-            timeout=options.converge_timeout,
-            what="the first half handed off on the good rules",
-            every=1.0,
-        )
-        began = time.monotonic()
-        rules.write_text(rules.read_text() + BROKEN_YAML_TAIL)
-        # The worker re-reads the file every 30 s: keep losing deals across a whole check interval.
-        pace = 35.0 / max(1, len(stream.deals) - half)
-        for deal in stream.deals[half:]:
-            lose(stack.hub.control, deal)
-            time.sleep(pace)
-        fault = time.monotonic() - began
-        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
-        logs = stack.worker_log(0)
-        refused = "is invalid; the rules of version" in logs
-        versions = {a["config_version"] for a in _audits(stack)}
-        extra = [] if refused else ["the worker never logged that it refused the broken file"]
-        extra += (
-            [] if len(versions) == 1 else [f"audits name {len(versions)} rule versions: {sorted(versions)}"]
-        )
-        return DrillResult(
-            "broken-nurture-yaml",
-            "nurture.yaml broken (tab, unclosed list) under a running worker",
-            fault,
-            events_delivered(stack),
-            verdict,
-            recovered,
-            extra,
-            ["worker logged the refusal and kept the last good version" if refused else "no refusal logged"],
-        )
-    finally:
-        stack.stop()
+@dataclass(frozen=True)
+class RulesBreak:
+    """A bad nurture file saved over the good one under a running worker and web process."""
+
+    name: str
+    broke: str
+    save: Callable[[Path], None]  # writes the bad file over the one at that path
+
+
+def _save_over(rules: Path, write: Callable[[Path], None]) -> None:
+    # Written beside the file and renamed over it, as editors and deploys do, so a reload never
+    # sees half of a file that takes a while to write.
+    staging = rules.with_suffix(".saving")
+    write(staging)
+    staging.replace(rules)
+
+
+RULES_BREAKS = [
+    RulesBreak(
+        "broken-nurture-yaml",
+        "nurture.yaml broken (tab, unclosed list) under a running worker",
+        lambda rules: _save_over(rules, lambda to: to.write_text(rules.read_text() + BROKEN_YAML_TAIL)),
+    ),
+    RulesBreak(
+        "alias-bomb-yaml",
+        f"a {len(alias_bomb().encode())}-byte alias bomb saved as nurture.yaml under a running worker",
+        lambda rules: _save_over(rules, lambda to: to.write_text(alias_bomb())),
+    ),
+    RulesBreak(
+        "huge-yaml",
+        "a 60 MB nurture.yaml (valid YAML) saved under a running worker",
+        lambda rules: _save_over(rules, lambda to: write_huge_file(to, 60, start=rules.read_text())),
+    ),
+]
+
+
+def drill_rules_break(brk: RulesBreak) -> Callable[[Path, DrillOptions], DrillResult]:
+    def drill(workdir: Path, options: DrillOptions) -> DrillResult:
+        """A bad nurture file mid-stream: worker and web must keep their last good rules."""
+        rules = workdir / "nurture.yaml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "config" / "nurture.yaml", rules)
+        stream = plan_stream(options.deals, rng=random.Random(options.seed + 5))
+        stack = _stack(workdir, rules_path=rules).start(webs=1, workers=1)
+        try:
+            seed_stream(stack.hub.control, stream)
+            half = len(stream.deals) // 2
+            for deal in stream.deals[:half]:
+                lose(stack.hub.control, deal)
+            # Break the file only once the worker has run on the good rules (its pool processes
+            # read the file on their first task).
+            wait_until(
+                lambda: check(stack.hub.control, stream, stream.deals[:half]).ok,
+                timeout=options.converge_timeout,
+                what="the first half handed off on the good rules",
+                every=1.0,
+            )
+            began = time.monotonic()
+            brk.save(rules)
+            # Worker and web re-read the file every 30 s: keep losing deals across a whole interval.
+            pace = 35.0 / max(1, len(stream.deals) - half)
+            for deal in stream.deals[half:]:
+                lose(stack.hub.control, deal)
+                time.sleep(pace)
+            fault = time.monotonic() - began
+            verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+            refused = {
+                "worker": "is invalid; the rules of version" in stack.worker_log(0),
+                "web": "is invalid; the rules of version"
+                in (workdir / "web0.log").read_text(errors="replace"),
+            }
+            versions = {a["config_version"] for a in _audits(stack)}
+            extra = [
+                f"the {who} never logged that it refused the file" for who, ok in refused.items() if not ok
+            ]
+            extra += (
+                []
+                if len(versions) == 1
+                else [f"audits name {len(versions)} rule versions: {sorted(versions)}"]
+            )
+            extra += [] if stack.all_alive() else ["a web or worker main process died"]
+            return DrillResult(
+                brk.name,
+                brk.broke,
+                fault,
+                events_delivered(stack),
+                verdict,
+                recovered,
+                extra,
+                [
+                    f"{who} logged the refusal and kept the last good version"
+                    for who, ok in refused.items()
+                    if ok
+                ],
+            )
+        finally:
+            stack.stop()
+
+    return drill
 
 
 # --------------------------------------------------------------------------- g. poison messages
@@ -518,7 +570,7 @@ DRILLS: dict[str, Callable[[Path, DrillOptions], DrillResult]] = {
     "hubspot-429-5xx-down": drill_hubspot_faults,
     "redis-down": drill_redis_down,
     "hostile-input": drill_hostile_input,
-    "broken-nurture-yaml": drill_broken_rules,
+    **{brk.name: drill_rules_break(brk) for brk in RULES_BREAKS},
     "poison-messages": drill_poison_messages,
     "worker-without-token": drill_worker_without_token,
 }
