@@ -348,7 +348,7 @@ class RulesBreak:
     save: Callable[[Path], None]  # writes the bad file over the one at that path
 
 
-def _save_over(rules: Path, write: Callable[[Path], None]) -> None:
+def _save_over(rules: Path, write: Callable[[Path], object]) -> None:
     # Written beside the file and renamed over it, as editors and deploys do, so a reload never
     # sees half of a file that takes a while to write.
     staging = rules.with_suffix(".saving")
