@@ -251,3 +251,5 @@ def test_a_hostile_save_under_a_running_store_keeps_the_last_good_rules(
         rules, version = store.current_with_version()
     assert version == good and rules.reasons[0].nurtures[0].workflow_id == "12345"
     assert any(logged in record.getMessage() for record in caplog.records)
+    path.write_text(MINIMAL.replace("12345", "678"))  # fixing the file is enough: no restart
+    assert store.current().reasons[0].nurtures[0].workflow_id == "678"
