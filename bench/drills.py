@@ -333,6 +333,66 @@ def drill_hostile_input(workdir: Path, options: DrillOptions) -> DrillResult:
         stack.stop()
 
 
+# --------------------------------------------------------------------------- stalled uploads
+
+STALLED_UPLOADS = 100
+
+
+def drill_stalled_uploads(workdir: Path, options: DrillOptions) -> DrillResult:
+    """100 uploads stalled at the intake (each cut off one replaced) while reps lose a burst of deals."""
+    from bench.slow_uploads import StalledUploads
+
+    stream = plan_stream(options.deals, rng=random.Random(options.seed + 6))
+    stack = _stack(workdir).start(webs=1, workers=1)
+    try:
+        seed_stream(stack.hub.control, stream)
+        healthz_url = f"http://127.0.0.1:{stack.web_ports[0]}/healthz"
+        stalled = StalledUploads(stack.web_ports[0], STALLED_UPLOADS, every=1.0, keep_open=True)
+        began = time.monotonic()
+        reps = lose_in_background(stack, stream, pace=0.05)
+        slowest_healthz, healthz_failures, fewest_open = 0.0, 0, STALLED_UPLOADS
+        while reps.is_alive() or time.monotonic() - began < options.fault_seconds:
+            started = time.perf_counter()
+            try:
+                ok = requests.get(healthz_url, timeout=10).status_code == 200
+            except requests.RequestException:
+                ok = False
+            slowest_healthz = max(slowest_healthz, time.perf_counter() - started)
+            healthz_failures += not ok
+            fewest_open = min(fewest_open, stalled.open_count())
+            time.sleep(0.2)
+        reps.join()
+        stack.hub.control.wait_for_webhooks(timeout=60)
+        fault = time.monotonic() - began
+        stalled.keep_open = False
+        verdict, recovered = converge(stack, stream, timeout=options.converge_timeout)
+        still_open = stalled.open_count()
+        opened, cut_off = len(stalled.sockets), len(stalled.closed_after)
+        stalled.close()
+        attempts = [a for d in stack.hub.control.webhooks()["deliveries"] for a in d["attempts"]]
+        failed = [a.get("status") or a.get("error") for a in attempts if not a["ok"]]
+        extra = [f"{len(failed)} deliveries failed: {sorted(set(map(str, failed)))}"] if failed else []
+        extra += [f"/healthz failed {healthz_failures} times"] if healthz_failures else []
+        extra += [f"{still_open} stalled uploads never cut off"] if still_open else []
+        extra += [] if stack.all_alive() else ["a web or worker main process died"]
+        return DrillResult(
+            "stalled-uploads",
+            f"{STALLED_UPLOADS} uploads stalled at the intake for {fault:.0f} s during a burst of losses",
+            fault,
+            events_delivered(stack),
+            verdict,
+            recovered,
+            extra,
+            [
+                f"{len(attempts)} webhook deliveries, {len(failed)} failed; slowest /healthz "
+                f"{slowest_healthz * 1000:.0f} ms; stalled uploads open: at least {fewest_open} at every "
+                f"probe, {opened} opened, {cut_off} cut off by the read deadline"
+            ],
+        )
+    finally:
+        stack.stop()
+
+
 # --------------------------------------------------------------------------- f. broken and hostile YAML
 
 
@@ -570,6 +630,7 @@ DRILLS: dict[str, Callable[[Path, DrillOptions], DrillResult]] = {
     "hubspot-429-5xx-down": drill_hubspot_faults,
     "redis-down": drill_redis_down,
     "hostile-input": drill_hostile_input,
+    "stalled-uploads": drill_stalled_uploads,
     **{brk.name: drill_rules_break(brk) for brk in RULES_BREAKS},
     "poison-messages": drill_poison_messages,
     "worker-without-token": drill_worker_without_token,
