@@ -100,6 +100,7 @@ class StalledUploads:
         self.count = count
         self.keep_open = keep_open
         self.sockets: list[socket.socket] = []
+        self.opened_after: list[float] = []
         self.closed_after: dict[int, float] = {}
         self.answers: dict[int, bytes] = {}
         self.started = time.monotonic()
@@ -123,6 +124,7 @@ class StalledUploads:
         sock.sendall(self._head)
         sock.setblocking(False)
         self.sockets.append(sock)
+        self.opened_after.append(time.monotonic() - self.started)
 
     def _trickle(self) -> None:
         while not self._stop.wait(self.every):
@@ -155,6 +157,10 @@ class StalledUploads:
 
     def _closed(self, index: int) -> None:
         self.closed_after.setdefault(index, time.monotonic() - self.started)
+
+    def lifetimes(self) -> list[float]:
+        """Seconds each connection the server cut off had been open, shortest first."""
+        return sorted(closed - self.opened_after[index] for index, closed in self.closed_after.items())
 
     def open_count(self) -> int:
         with self._lock:
