@@ -266,6 +266,8 @@ def main() -> None:
         server.wait(timeout=30)
         r.flushdb()
     command = " ".join(procfile_command()[1:])
+    if os.environ.get("GUNICORN_CMD_ARGS"):
+        command += f" with GUNICORN_CMD_ARGS={os.environ['GUNICORN_CMD_ARGS']!r}"
     print(
         f"web: {command} (WEB_CONCURRENCY={args.workers}); {args.stalled} stalled uploads, "
         f"one byte of the {'headers' if args.in_headers else 'body'} every {args.trickle_every:g} s\n"
