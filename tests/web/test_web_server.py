@@ -149,7 +149,7 @@ def lost_deal_event(event_id: int, deal_id: int) -> dict[str, Any]:
 def queued_deals(redis_url: str) -> set[str]:
     client = redis.Redis.from_url(redis_url)
     deals = set()
-    for raw in client.lrange(HANDOFF_QUEUE, 0, -1):  # type: ignore[union-attr]
+    for raw in client.lrange(HANDOFF_QUEUE, 0, -1):
         _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
         deals.add(str(kwargs["deal_id"]))
     return deals
