@@ -26,7 +26,7 @@ import redis
 import requests
 from hubspot.utils.signature import Signature
 
-from handoff_worker.celery_app import HANDOFF_QUEUE
+from handoff_worker.celery_app import HANDOFF_QUEUE, queue_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "web-test-secret-0000"
@@ -149,7 +149,7 @@ def lost_deal_event(event_id: int, deal_id: int) -> dict[str, Any]:
 def queued_deals(redis_url: str) -> set[str]:
     client = redis.Redis.from_url(redis_url)
     deals = set()
-    for raw in client.lrange(HANDOFF_QUEUE, 0, -1):
+    for raw in client.lrange(queue_key(HANDOFF_QUEUE), 0, -1):
         _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
         deals.add(str(kwargs["deal_id"]))
     return deals
