@@ -170,6 +170,7 @@ class HandoffEngine:
             # 3. lifecycle
             moved = self.lifecycle.apply(run, held, loss, plan)
             # 4. nurtures: out of the old, then into the new
+            self.workflow_ids.prepare(rules, plan)
             self.leaving.apply(run, held, loss, moved, facts.steps)
             self.nurturing.apply(run, held, loss, plan, moved, facts.steps)
         # 5. finish

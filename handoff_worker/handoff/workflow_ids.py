@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import redis
 
+from handoff_worker.domain.nurture import NurtureMethod, NurtureRules
+from handoff_worker.domain.rules import HandoffPlan
 from handoff_worker.errors import PermanentHubSpotError
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.state import KEY_PREFIX
@@ -61,3 +63,11 @@ class WorkflowIds:
 
     def legacy_id(self, configured_id: str) -> str:
         return self.legacy_ids([configured_id])[configured_id]
+
+    def prepare(self, rules: NurtureRules, plan: HandoffPlan) -> None:
+        """Before a run enrolls or unenrolls anyone: every workflow id of the rules mapped at once,
+        so a cold cache costs one mapping call for the whole file rather than one per workflow."""
+        if any(n.method is NurtureMethod.WORKFLOW for a in plan.actions for n in (*a.nurtures, *a.leave)):
+            self.legacy_ids(
+                [n.workflow_id for r in rules.reasons for n in r.nurtures if n.workflow_id is not None]
+            )

@@ -20,6 +20,10 @@ reasons:
     nurture:
       - workflow: {pricing}
         name: Pricing nurture
+  Feature Missing:
+    nurture:
+      - workflow: 1705104
+        name: Feature nurture
   Competitor:
     recycle: false
 """
@@ -55,6 +59,21 @@ def test_enrollment_uses_the_legacy_id_whichever_id_the_yaml_holds(
     hub.control.lose_deal("2002", "Pricing")
     assert engine.handoff_deal("2002").outcome == "handed_off"
     assert mapping_calls(hub) == 1
+
+
+def test_a_cold_cache_costs_one_mapping_call_for_the_whole_file(
+    hub: Any, engine: HandoffEngine, redis_conn: redis.Redis
+) -> None:
+    hub.control.lose_deal("2001", "Pricing")
+    engine.handoff_deal("2001")
+    # Every workflow id of the file was mapped with the first enrollment's call...
+    assert mapping_calls(hub) == 1
+    assert redis_conn.get(workflow_id_key("1705104")) == "5104"
+    # ...so another reason's workflow costs no mapping call of its own.
+    hub.control.lose_deal("2002", "Feature Missing")
+    assert engine.handoff_deal("2002").outcome == "handed_off"
+    assert mapping_calls(hub) == 1
+    assert hub.control.enrollments()["5104"]["contactIds"] == ["3003"]
 
 
 def test_one_mapping_call_for_many_ids(hub: Any, engine: HandoffEngine, redis_conn: redis.Redis) -> None:
