@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report_command",
         "Per reason: deals lost, contacts recycled, skipped, enrolled, and come back to sales.",
     ),
+    "journey": (
+        "handoff_worker.commands.journey",
+        "journey_command",
+        "Show where contacts stand: with sales, recycled into a nurture, or come back.",
+    ),
     "settings": (
         "handoff_worker.cli",
         "settings_command",

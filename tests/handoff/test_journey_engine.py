@@ -4,13 +4,16 @@ memberships, its properties), read back through HubSpot's own read endpoints."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from handoff_worker.cli import main
 from handoff_worker.domain.journey import JourneyState
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.run_record import HandoffRun
@@ -190,3 +193,22 @@ def test_the_common_path_costs_no_more_calls_with_the_journey(hub: Any, engine: 
     assert run.outcome == "handed_off"
     # get deal, assoc, contacts, assoc->deals, clear, set, read back, list add, one enrollment.
     assert run.api_calls == 9
+
+
+def test_journey_command_shows_where_a_contact_stands(
+    hub: Any, engine: HandoffEngine, redis_url: str, rules_path: Path
+) -> None:
+    other = second_deal_of(hub, "3001")
+    hub.control.lose_deal("2001", "Pricing")
+    hub.control.lose_deal(other, "Feature Missing")
+    engine.handoff_deal("2001")
+    engine.handoff_deal(other)
+    env = {"REDIS_URL": redis_url, "HANDOFF_CONFIG": str(rules_path), "HUBSPOT_BASE_URL": hub.url}
+    result = CliRunner().invoke(main, ["journey", "3001", "9999"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("contact 3001: episode 1 recycled; reason 'Pricing'; in workflow:5103, ")
+    assert f"losses deal:2001:1 (new_episode), deal:{other}:1 (keep)" in lines[0]
+    assert lines[1] == "contact 9999: no journey (never handed to marketing)"
+    as_json = json.loads(CliRunner().invoke(main, ["journey", "3001", "--json"], env=env).stdout)
+    assert as_json["3001"]["current"]["reason"] == "Pricing" and as_json["3001"]["past"] == []
