@@ -187,7 +187,7 @@ def test_reason_filled_in_later_beside_a_handed_off_deal_enrolls_nothing_twice(
 def test_the_common_path_costs_no_more_calls_with_the_journey(hub: Any, engine: HandoffEngine) -> None:
     """A single lost deal whose contacts were never recycled: the journey is Redis state only."""
     hub.control.lose_deal("2002", "Feature Missing")
-    engine.workflow_ids.legacy_ids(["5104"])  # warm, as in a running worker
+    engine.workflow_ids.legacy_ids(["5103", "5104"])  # warm, as in a running worker
     engine.pipelines.catalog(engine.rules_source()[0].deals)
     run = engine.handoff_deal("2002")
     assert run.outcome == "handed_off"

@@ -21,6 +21,7 @@ from handoff_worker.celery_app import TASK_HANDOFF_DEAL, create_celery
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure
+from handoff_worker.handoff.workflow_ids import workflow_id_key
 from handoff_worker.settings import Settings
 from handoff_worker.tasks import MAX_RETRIES
 from handoff_worker.testing import free_port, wait_until
@@ -93,6 +94,10 @@ def test_a_failed_enrollment_writes_no_email_or_name_anywhere(
     redis_conn: redis.Redis,
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
+    # A running worker has the workflow ids mapped already (handoff/workflow_ids.py), so the first
+    # request through the proxy is the enrollment itself.
+    for workflow_id in ("5102", "5104", "5999"):  # every workflow of the test rules
+        redis_conn.set(workflow_id_key(workflow_id), workflow_id)
     # The enrollment goes through an HTTP proxy on a closed port (the SDK's CRM reads ignore proxy
     # settings and succeed): urllib3's error names the request's URL, which holds the email.
     closed = f"http://127.0.0.1:{free_port()}"
