@@ -23,8 +23,8 @@ from pathlib import Path
 
 import redis
 
-from handoff_worker.beat import CelerySink
-from handoff_worker.celery_app import HANDOFF_QUEUE, create_celery
+from handoff_worker.beat import QueueingSink
+from handoff_worker.celery_app import BULK_QUEUE, create_celery
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import ACTIVE, Ledger, Loss
@@ -79,7 +79,7 @@ def mark_done(client: redis.Redis, deals: int, handoffs: int) -> None:
 def start_workers(env: dict[str, str], processes: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            *(str(CELERY), "-A", "handoff_worker.celery_app", "worker", "-Q", HANDOFF_QUEUE),
+            *(str(CELERY), "-A", "handoff_worker.celery_app", "worker", "-Q", BULK_QUEUE),
             *("--concurrency", str(processes), "--without-heartbeat", "--without-gossip"),
             *("--without-mingle", "-l", "ERROR"),
         ],
@@ -139,7 +139,7 @@ def main() -> None:
         resync = Resync(
             gateway,
             load_rules(RULES),
-            CelerySink(create_celery(settings)),
+            QueueingSink(create_celery(settings), client),
             done=LedgerDoneCheck(Ledger(client)),
         )
         began = time.monotonic()

@@ -10,38 +10,52 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import redis
 from celery import Celery
 
 from handoff_worker.celery_app import (
-    HANDOFF_QUEUE,
+    BULK_QUEUE,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
     TASK_RESYNC_SWEEP,
     app,
 )
+from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.resync import ResyncRequest, SweepBusyError, run_locked, scheduled_window
+from handoff_worker.intake.broker import TaskCall, UnitCall, publisher_for
+from handoff_worker.pending import WorkClass
 from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
 
 
-class CelerySink:
-    """Queues each found record as the same task a webhook would, on the `handoff` queue."""
+# Bounded like the intake's: a Redis that does not answer fails the sweep, whose watermark then stays.
+SINK_REDIS_TIMEOUT_SECONDS = 2.0
 
-    def __init__(self, celery: Celery) -> None:
-        self.celery = celery
 
-    def deal(self, deal_id: str) -> None:
-        self.celery.send_task(
-            TASK_HANDOFF_DEAL, kwargs={"deal_id": deal_id, "trigger": "resync"}, queue=HANDOFF_QUEUE
+class QueueingSink:
+    """Queues each found record as the task a webhook would, on the bulk queue, unless work for it
+    is already queued (live or bulk) or running: its pending mark and its message are written in one
+    atomic step, as the intake does, so repeated sweeps never pile copies up behind each other."""
+
+    def __init__(self, celery: Celery, marks: redis.Redis) -> None:
+        self.publisher = publisher_for(
+            celery, queue=BULK_QUEUE, socket_timeout=SINK_REDIS_TIMEOUT_SECONDS, marks=marks
         )
 
-    def contact(self, contact_id: str) -> None:
-        self.celery.send_task(
-            TASK_HANDOFF_CONTACT,
-            kwargs={"contact_id": contact_id, "trigger": "resync"},
-            queue=HANDOFF_QUEUE,
+    def deal(self, deal_id: str) -> bool:
+        return self._queue(RecordKind.DEAL, TASK_HANDOFF_DEAL, {"deal_id": deal_id, "trigger": "resync"})
+
+    def contact(self, contact_id: str) -> bool:
+        return self._queue(
+            RecordKind.CONTACT, TASK_HANDOFF_CONTACT, {"contact_id": contact_id, "trigger": "resync"}
         )
+
+    def _queue(self, kind: RecordKind, task: str, kwargs: dict[str, str]) -> bool:
+        object_id = next(iter(kwargs.values()))
+        unit = UnitCall(TaskCall.new(task, kwargs), (kind.value, object_id))
+        (queued,) = self.publisher.publish_once([unit], work_class=WorkClass.BULK).queued
+        return queued
 
 
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)
@@ -54,7 +68,7 @@ def resync_sweep() -> dict[str, object]:
     try:
         summary = run_locked(
             wiring.redis,
-            wiring.resync(CelerySink(app)),
+            wiring.resync(QueueingSink(app, wiring.redis)),
             ResyncRequest(since=since, until=until),
             advance_watermark=True,
         )

@@ -1,7 +1,8 @@
 """The Celery application, built from settings by one factory.
 
-Two queues: `handoff` for live work from webhooks, `resync` for sweeps, so a large resync never
-delays live handoffs. Tasks are referred to by name (the constants below) so the intake can
+Three queues: `handoff` for live work from webhooks, `handoff_bulk` for the handoffs sweeps and
+backfills queue, `resync` for the sweeps themselves, so a large resync never delays live
+handoffs. Tasks are referred to by name (the constants below) so the intake can
 enqueue without importing the handoff code.
 
 Every key the broker writes starts with BROKER_KEY_PREFIX (`handoff:broker:`), so all of this
@@ -23,6 +24,9 @@ from handoff_worker.settings import Settings, get_settings
 from handoff_worker.state import KEY_PREFIX
 
 HANDOFF_QUEUE = "handoff"
+# Handoffs a sweep or a backfill queued: consumed by their own process (the Procfile's `bulk`), and
+# held to HANDOFF_BULK_SHARE of the rate budget while live work is using it.
+BULK_QUEUE = "handoff_bulk"
 RESYNC_QUEUE = "resync"
 
 # Task names: the intake enqueues by these, tasks.py registers them.

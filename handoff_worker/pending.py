@@ -1,21 +1,36 @@
-"""Pending marks: a burst of webhooks about one deal or contact becomes one queued unit of work.
+"""Pending marks: each deal or contact is queued once, however many events or sweeps ask for it.
 
-The intake marks a record pending right AFTER it enqueued work for it; further events about that
-record are then acknowledged without new work, because the queued task has not read HubSpot yet
-and will see their changes. The task calls `release_pending` at its very start, BEFORE it reads
-HubSpot, so an event arriving after that read finds no mark and queues a fresh unit.
+A record's mark says what the record has in the queue or in a worker right now:
+- `q:live:<task id>`: a handoff queued by a webhook, on the live queue;
+- `q:bulk:<task id>`: a handoff queued by a sweep or a backfill, on the bulk queue;
+- `r:<task id>`: a handoff running (its task has started and reads HubSpot from now on).
 
-A task so quick that it releases before the intake has written the mark would leave a stale mark
-behind. To close that window, the task can pass its Celery task id: release then leaves a short
-tombstone and a late mark for that same task id is skipped.
+`queue_once` sets marks and pushes the task messages in ONE Lua script, so two concurrent
+requests can never both find a record unmarked and both queue it, and a mark never exists without
+its message (nor a message without its mark): either both are written or neither is, and a
+failure is an error for the caller to answer with a 503.
 
-Kinds are `RecordKind` values, "deal" and "contact". Marks expire after an hour, so a lost task never
-blocks a record for long.
+Who queues what:
+- live work (webhooks) queues a record unless a live handoff for it is already queued. A queued
+  bulk handoff does not hold live work back: live work takes the mark over and runs first. A
+  running handoff does not either: it has read HubSpot already and cannot see the new event.
+- bulk work (sweeps) queues a record only when it has no mark at all: never beside work already
+  queued or running.
+
+The task calls `start_running` first thing, BEFORE it reads HubSpot: its queued mark becomes a
+running mark, so an event arriving from now on queues a fresh unit while sweeps still leave the
+record alone. It calls `finish_running` when it ends. Both only touch the mark while it names their
+own task, so a newer unit's mark is never lost.
+
+Marks expire (live after PENDING_TTL_SECONDS, bulk after BULK_PENDING_TTL_SECONDS, long enough for
+a large backlog to drain), so a lost message never blocks a record for good.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
@@ -23,19 +38,89 @@ from handoff_worker.domain.models import RecordKind
 from handoff_worker.state import KEY_PREFIX
 
 PENDING_TTL_SECONDS = 3600
+# A backfill of many thousand records can wait hours in the bulk queue; its marks must outlive that.
+BULK_PENDING_TTL_SECONDS = 12 * 3600
 PENDING_KINDS = frozenset(RecordKind)
 
-# Set each mark unless the task it names has already started (its tombstone exists), for many
-# records in one command: KEYS are (mark, tombstone) pairs, ARGV the TTL then one task id per pair.
-_MARK_MANY_SCRIPT = """
-local written = 0
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
-    redis.call('SET', KEYS[i], ARGV[(i + 1) / 2 + 1], 'EX', ARGV[1])
-    written = written + 1
+
+class WorkClass(enum.StrEnum):
+    LIVE = "live"  # a webhook about this record
+    BULK = "bulk"  # a sweep or backfill found it
+
+
+# One request's or one sweep page's units, queued atomically.
+# KEYS: the broker list (or "" when the caller publishes itself), E dedupe keys, U mark keys (the
+#       list key stands in for units without a mark).
+# ARGV: work class, dedupe TTL, mark TTL, E, U, then per unit: has-mark flag, mark value, message,
+#       the count of events naming the unit and their 1-based indexes among the dedupe keys.
+# An event whose dedupe key exists was seen before; a unit is queued when at least one of its events
+# is new (or no dedupe keys were given) and its mark allows it. Returns one 0/1 per event (seen
+# before or not), then one 0/1 per unit (queued or not).
+_QUEUE_ONCE = """
+local work_class = ARGV[1]
+local seen_ttl, mark_ttl = ARGV[2], ARGV[3]
+local event_count, unit_count = tonumber(ARGV[4]), tonumber(ARGV[5])
+local new_event = {}
+local result = {}
+for i = 1, event_count do
+  if redis.call('EXISTS', KEYS[1 + i]) == 0 then
+    new_event[i] = true
+    result[i] = 0
+  else
+    result[i] = 1
   end
 end
-return written
+local messages = {}
+local a = 6
+for u = 1, unit_count do
+  local has_mark, value, message = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local refs = tonumber(ARGV[a + 3])
+  local fresh = event_count == 0
+  for r = 1, refs do
+    if new_event[tonumber(ARGV[a + 3 + r])] then fresh = true end
+  end
+  a = a + 4 + refs
+  local queue = 0
+  if fresh then
+    if has_mark == '1' then
+      local key = KEYS[1 + event_count + u]
+      local current = redis.call('GET', key)
+      local free = not current
+      if current and work_class == 'live' then
+        free = string.sub(current, 1, 7) ~= 'q:live:'
+      end
+      if free then
+        redis.call('SET', key, value, 'EX', mark_ttl)
+        queue = 1
+      end
+    else
+      queue = 1
+    end
+  end
+  if queue == 1 and KEYS[1] ~= '' then messages[#messages + 1] = message end
+  result[#result + 1] = queue
+end
+if #messages > 0 then redis.call('LPUSH', KEYS[1], unpack(messages)) end
+for i = 1, event_count do
+  if new_event[i] then redis.call('SET', KEYS[1 + i], '1', 'EX', seen_ttl) end
+end
+return result
+"""
+
+# KEYS: the mark. ARGV: task id, TTL. The task's own queued mark (or none, or a running one)
+# becomes its running mark; another task's queued mark is left for that task.
+_START = """
+local current = redis.call('GET', KEYS[1])
+local own_queued = current == 'q:live:' .. ARGV[1] or current == 'q:bulk:' .. ARGV[1]
+if current and string.sub(current, 1, 2) == 'q:' and not own_queued then return 0 end
+redis.call('SET', KEYS[1], 'r:' .. ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# KEYS: the mark. ARGV: the exact value to delete.
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 RedisLike = redis.Redis | redis.client.Pipeline
@@ -47,31 +132,91 @@ def pending_key(kind: str, object_id: str) -> str:
     return f"{KEY_PREFIX}pending:{kind}:{object_id}"
 
 
-def _started_key(task_id: str) -> str:
-    return f"{KEY_PREFIX}pending:started:{task_id}"
+def queued_mark(work_class: WorkClass, task_id: str) -> str:
+    return f"q:{work_class}:{task_id}"
 
 
-def mark_pending_many(
-    r: RedisLike, marks: Sequence[tuple[str, str, str]], *, ttl: int = PENDING_TTL_SECONDS
-) -> None:
-    """Mark records as having queued work, one (kind, id, task_id) each, in one command however many
-    there are. Call only after the work was durably enqueued. With a pipeline the command is queued
-    and runs on the pipeline's `execute()`."""
-    if not marks:
-        return
-    keys: list[str] = []
-    task_ids: list[str] = []
+@dataclass(frozen=True)
+class QueueEntry:
+    """One unit to queue: its record (None for work that takes no mark), task id and message, and
+    the indexes (in the dedupe keys given beside it) of the events that ask for it."""
+
+    record: tuple[str, str] | None  # (kind, object id)
+    task_id: str
+    message: str
+    events: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class QueueOnceResult:
+    seen: tuple[bool, ...]  # one per dedupe key, in order: the event was seen before
+    queued: tuple[bool, ...]  # one per entry, in order
+
+
+def queue_once(
+    client: redis.Redis,
+    list_key: str | None,
+    entries: Sequence[QueueEntry],
+    *,
+    work_class: WorkClass,
+    dedupe_keys: Sequence[str] = (),
+    dedupe_ttl: int = 1,
+    mark_ttl: int | None = None,
+) -> QueueOnceResult:
+    """Mark and queue every entry its mark allows, in one atomic step (see the module doc).
+
+    `list_key` is the broker list the messages are pushed on; None when the caller publishes the
+    queued entries itself (a broker that is not this Redis), then only marks are written and the
+    caller must `unmark` them if its publish fails. Raises `redis.RedisError`: nothing is written.
+    """
+    if not entries and not dedupe_keys:
+        return QueueOnceResult((), ())
+    ttl = mark_ttl or (BULK_PENDING_TTL_SECONDS if work_class is WorkClass.BULK else PENDING_TTL_SECONDS)
+    target = list_key or ""
+    mark_keys: list[str] = []
+    unit_args: list[str | int] = []
+    for entry in entries:
+        if entry.record is None:
+            mark_keys.append(target or "-")
+            unit_args += ["0", "", entry.message]
+        else:
+            mark_keys.append(pending_key(*entry.record))
+            unit_args += ["1", queued_mark(work_class, entry.task_id), entry.message]
+        unit_args += [len(entry.events), *(i + 1 for i in entry.events)]
+    keys = [target, *dedupe_keys, *mark_keys]
+    args = [str(work_class), dedupe_ttl, ttl, len(dedupe_keys), len(entries), *unit_args]
+    reply = client.eval(_QUEUE_ONCE, len(keys), *keys, *args)
+    flags = [bool(int(flag)) for flag in reply]
+    return QueueOnceResult(tuple(flags[: len(dedupe_keys)]), tuple(flags[len(dedupe_keys) :]))
+
+
+def unmark(client: redis.Redis, marks: Sequence[tuple[str, str, str]], work_class: WorkClass) -> None:
+    """Remove marks `queue_once` set, each (kind, id, task id), when their messages could not be
+    published: the record must not look queued."""
+    pipe = client.pipeline(transaction=False)
     for kind, object_id, task_id in marks:
-        keys += [pending_key(kind, object_id), _started_key(task_id)]
-        task_ids.append(task_id)
-    r.eval(_MARK_MANY_SCRIPT, len(keys), *keys, ttl, *task_ids)
-
-
-def release_pending(r: redis.Redis, kind: str, object_id: str, *, task_id: str | None = None) -> None:
-    """Called by the task first thing, before it re-reads HubSpot. Pass the Celery task id
-    (`self.request.id`) so a mark the intake writes after this moment is not left behind."""
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(pending_key(kind, object_id))
-    if task_id:
-        pipe.set(_started_key(task_id), "1", ex=PENDING_TTL_SECONDS)
+        pipe.eval(_DELETE_IF, 1, pending_key(kind, object_id), queued_mark(work_class, task_id))
     pipe.execute()
+
+
+def start_running(client: redis.Redis, kind: str, object_id: str, *, task_id: str | None) -> None:
+    """Called by the task first thing, before it re-reads HubSpot: an event arriving from now on
+    queues a fresh unit, while sweeps still see the record as taken."""
+    if not task_id:
+        return
+    client.eval(_START, 1, pending_key(kind, object_id), task_id, PENDING_TTL_SECONDS)
+
+
+def finish_running(client: redis.Redis, kind: str, object_id: str, *, task_id: str | None) -> None:
+    """Called by the task when it ends (done, failed or handed to a retry)."""
+    if not task_id:
+        return
+    client.eval(_DELETE_IF, 1, pending_key(kind, object_id), f"r:{task_id}")
+
+
+def pending_mark(client: redis.Redis, kind: str, object_id: str) -> str | None:
+    """The record's mark as stored (for status views and tests), or None."""
+    value = client.get(pending_key(kind, object_id))
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,6 +9,7 @@ acknowledging tasks it cannot run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from handoff_worker.domain.models import RecordKind
 from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.handoff.lock import LockBusyError
+from handoff_worker.pending import finish_running, start_running
 from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
@@ -94,14 +96,16 @@ def _dead_letter(
 
 
 def _run_handoff(task: Task, kind: RecordKind, object_id: str, trigger: str) -> dict[str, Any]:
-    from handoff_worker.pending import release_pending
-
     wired = process_wiring()
-    engine = wired.engine
     try:
         # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
-        release_pending(wired.redis, kind, object_id, task_id=task.request.id)
-        run = engine.handoff(kind, object_id, trigger)
+        start_running(wired.redis, kind, object_id, task_id=task.request.id)
+        try:
+            run = wired.engine.handoff(kind, object_id, trigger)
+        finally:
+            # Should Redis fail here, the running mark expires (pending.PENDING_TTL_SECONDS).
+            with contextlib.suppress(redis.RedisError):
+                finish_running(wired.redis, kind, object_id, task_id=task.request.id)
     except LockBusyError:
         # A new message rather than a retry: waiting for a colleague is not a failure.
         try:

@@ -83,6 +83,7 @@ def _print_summary(summary: ResyncSummary, *, as_json: bool) -> None:
         ("  unqualified contacts", summary.contacts_found),
         ("already done", summary.already_done),
         (verb, summary.queued),
+        ("already queued or running", summary.already_queued),
         ("waiting for a reason", summary.waiting_for_reason),
         ("  reason now set, re-run", summary.waiting_requeued),
         ("  escalated", summary.escalated),
@@ -164,10 +165,10 @@ def _sink(wiring: Wiring, *, inline: bool) -> HandoffSink:
     """Where the sweep's records go: handed off here, or queued for the workers like a webhook's."""
     if inline:
         return InlineSink(wiring.engine)
-    from handoff_worker.beat import CelerySink
+    from handoff_worker.beat import QueueingSink
     from handoff_worker.celery_app import create_celery
 
-    return CelerySink(create_celery(wiring.settings))
+    return QueueingSink(create_celery(wiring.settings), wiring.redis)
 
 
 # --------------------------------------------------------------------------- failures and replay

@@ -19,16 +19,17 @@ class InlineSink:
     def __init__(self, engine: HandoffEngine) -> None:
         self.engine = engine
 
-    def deal(self, deal_id: str) -> None:
-        self._check(self.engine.handoff_deal(deal_id, "resync"))
+    def deal(self, deal_id: str) -> bool:
+        return self._check(self.engine.handoff_deal(deal_id, "resync"))
 
-    def contact(self, contact_id: str) -> None:
-        self._check(self.engine.handoff_contact(contact_id, "resync"))
+    def contact(self, contact_id: str) -> bool:
+        return self._check(self.engine.handoff_contact(contact_id, "resync"))
 
     @staticmethod
-    def _check(run: HandoffRun) -> None:
+    def _check(run: HandoffRun) -> bool:
         if run.outcome.incomplete:
             raise HandoffError("; ".join(run.errors) or run.outcome)
+        return True
 
 
 @dataclass

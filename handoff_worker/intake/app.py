@@ -86,11 +86,13 @@ def create_app(
         )
     redis_conn = redis_client or make_redis_client(settings, socket_timeout=REDIS_TIMEOUT_SECONDS)
     celery = celery_app or create_celery(settings)
-    publisher = publisher_for(celery, queue=HANDOFF_QUEUE, socket_timeout=REDIS_TIMEOUT_SECONDS)
+    publisher = publisher_for(
+        celery, queue=HANDOFF_QUEUE, socket_timeout=REDIS_TIMEOUT_SECONDS, marks=redis_conn
+    )
     intake = _Intake(
         settings=settings,
         webhook=HubSpotWebhook(settings),
-        dispatcher=Dispatcher(redis_conn, publisher),
+        dispatcher=Dispatcher(publisher),
         rules=rules if callable(rules) else _fixed(rules or NurtureRules(reasons=())),
     )
     app.extensions["handoff_intake"] = intake
@@ -250,7 +252,6 @@ def _count_result(result: DispatchResult, fields: dict[str, Any]) -> None:
         duplicates=result.duplicates,
         coalesced=result.coalesced,
         units_enqueued=result.units_published,
-        marks_written=result.marks_written,
     )
 
 

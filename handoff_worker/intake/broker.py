@@ -15,6 +15,7 @@ runs these messages.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -26,12 +27,18 @@ from typing import Any
 import redis
 from celery import Celery
 
+from handoff_worker.pending import QueueEntry, QueueOnceResult, WorkClass, queue_once, unmark
+
 # What Celery puts in a message that asks for no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 class BrokerConfigError(Exception):
     """The Celery broker is set up in a way these direct publishes cannot honour."""
+
+
+class PublishError(Exception):
+    """The broker did not take the messages; nothing of the call is queued or marked."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,16 @@ class TaskCall:
     @classmethod
     def new(cls, name: str, kwargs: dict[str, Any]) -> TaskCall:
         return cls(name, kwargs, str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class UnitCall:
+    """A task to queue at most once: the record whose pending mark guards it (None: no mark), and
+    the indexes of the events (among the dedupe keys queued beside it) that ask for it."""
+
+    call: TaskCall
+    record: tuple[str, str] | None
+    events: Sequence[int] = ()
 
 
 def encode_task_message(call: TaskCall, *, queue: str, origin: str) -> str:
@@ -131,15 +148,47 @@ class RedisTaskPublisher:
         """For /readyz: the broker answers, on a connection this publisher already holds."""
         return bool(self._broker.ping())
 
+    def publish_once(
+        self,
+        units: Sequence[UnitCall],
+        *,
+        work_class: WorkClass,
+        dedupe_keys: Sequence[str] = (),
+        dedupe_ttl: int = 1,
+    ) -> QueueOnceResult:
+        """Queue each unit its record's pending mark allows, marks and messages written in one
+        atomic script (`pending.queue_once`). Raises PublishError: then nothing was written."""
+        entries = [
+            QueueEntry(
+                u.record,
+                u.call.task_id,
+                encode_task_message(u.call, queue=self._queue, origin=self._origin),
+                u.events,
+            )
+            for u in units
+        ]
+        try:
+            return queue_once(
+                self._broker,
+                self._list_key,
+                entries,
+                work_class=work_class,
+                dedupe_keys=dedupe_keys,
+                dedupe_ttl=dedupe_ttl,
+            )
+        except redis.RedisError as exc:
+            raise PublishError(f"queueing {len(entries)} units on {self._queue} failed: {exc}") from exc
+
 
 class CeleryTaskPublisher:
     """Queues task messages through Celery itself, for brokers other than Redis (the demo's
     in-process queue). Slower, and not atomic across calls: a failure part-way answers 503, HubSpot
     retries, and the units already queued run twice, which the idempotent handoff absorbs."""
 
-    def __init__(self, celery_app: Celery, *, queue: str) -> None:
+    def __init__(self, celery_app: Celery, *, queue: str, marks: redis.Redis) -> None:
         self._celery = celery_app
         self._queue = queue
+        self._marks = marks
 
     def publish(self, calls: Sequence[TaskCall]) -> None:
         for call in calls:
@@ -151,13 +200,51 @@ class CeleryTaskPublisher:
             connection.ensure_connection(max_retries=1)
         return True
 
+    def publish_once(
+        self,
+        units: Sequence[UnitCall],
+        *,
+        work_class: WorkClass,
+        dedupe_keys: Sequence[str] = (),
+        dedupe_ttl: int = 1,
+    ) -> QueueOnceResult:
+        """Marks first (atomically, in `marks`), then Celery's publish of the units they allow. A
+        publish that fails takes its marks back, so the record does not look queued; should even
+        that fail, the marks expire (pending.PENDING_TTL_SECONDS) and the next event or sweep
+        queues the record."""
+        entries = [QueueEntry(u.record, u.call.task_id, "", u.events) for u in units]
+        try:
+            result = queue_once(
+                self._marks,
+                None,
+                entries,
+                work_class=work_class,
+                dedupe_keys=dedupe_keys,
+                dedupe_ttl=dedupe_ttl,
+            )
+        except redis.RedisError as exc:
+            raise PublishError(f"marking {len(entries)} units failed: {exc}") from exc
+        chosen = [u for u, queued in zip(units, result.queued, strict=True) if queued]
+        try:
+            self.publish([u.call for u in chosen])
+        except Exception as exc:  # kombu and its transports raise their own errors
+            marks = [(*u.record, u.call.task_id) for u in chosen if u.record is not None]
+            # Should this fail too, the marks expire and the next event or sweep queues the records.
+            with contextlib.suppress(redis.RedisError):
+                unmark(self._marks, marks, work_class)
+            raise PublishError(f"publishing {len(chosen)} units to {self._queue} failed: {exc}") from exc
+        return result
+
 
 TaskPublisher = RedisTaskPublisher | CeleryTaskPublisher
 
 
-def publisher_for(celery_app: Celery, *, queue: str, socket_timeout: float) -> TaskPublisher:
-    """The fast Redis publisher when Celery's broker is Redis, Celery's own publishing otherwise."""
+def publisher_for(
+    celery_app: Celery, *, queue: str, socket_timeout: float, marks: redis.Redis
+) -> TaskPublisher:
+    """The fast Redis publisher when Celery's broker is Redis (marks then live beside the queue, in
+    the broker's Redis, which is REDIS_URL), Celery's own publishing otherwise, marks in `marks`."""
     url = str(celery_app.conf.broker_url or "")
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisTaskPublisher.for_celery(celery_app, queue=queue, socket_timeout=socket_timeout)
-    return CeleryTaskPublisher(celery_app, queue=queue)
+    return CeleryTaskPublisher(celery_app, queue=queue, marks=marks)

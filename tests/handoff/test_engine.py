@@ -19,7 +19,7 @@ from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.lock import LockBusyError, RecordLock
 from handoff_worker.handoff.resync import ResyncSummary, WaitingForReason
-from handoff_worker.pending import mark_pending_many, pending_key
+from handoff_worker.pending import pending_key
 from handoff_worker.sandbox.testing import SandboxServer
 
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
@@ -398,11 +398,13 @@ class _Requeued:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    def deal(self, deal_id: str) -> None:
+    def deal(self, deal_id: str) -> bool:
         self.ids.append(deal_id)
+        return True
 
-    def contact(self, contact_id: str) -> None:
+    def contact(self, contact_id: str) -> bool:
         self.ids.append(contact_id)
+        return True
 
 
 def escalate_overdue(engine: HandoffEngine, *, hours_later: float) -> int:
@@ -520,6 +522,6 @@ def test_stage_added_after_the_cache_was_filled_forces_one_refresh(
 def test_forget_drops_the_pending_mark(
     hub: SandboxServer, engine: HandoffEngine, redis_conn: redis.Redis
 ) -> None:
-    mark_pending_many(redis_conn, [("contact", "3006", "intake-task-3006")])
+    redis_conn.set(pending_key("contact", "3006"), "q:live:intake-task-3006")
     engine.forget("contacts", "3006")
     assert not redis_conn.exists(pending_key("contact", "3006"))

@@ -27,7 +27,7 @@ from handoff_worker.celery_app import (
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import Ledger
-from handoff_worker.pending import mark_pending_many, pending_key
+from handoff_worker.pending import pending_key
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
 from handoff_worker.testing import children_of, wait_until
@@ -81,8 +81,10 @@ def test_task_releases_pending_and_waits_for_a_reason(
     hub: SandboxServer, worker: Worker, queue: Celery, redis_conn: redis.Redis
 ) -> None:
     hub.control.lose_deal("2001", None)
-    mark_pending_many(redis_conn, [("deal", "2001", "intake-task-2001")])
-    queue.send_task(TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"})
+    redis_conn.set(pending_key("deal", "2001"), "q:live:intake-task-2001")
+    queue.send_task(
+        TASK_HANDOFF_DEAL, kwargs={"deal_id": "2001", "trigger": "webhook"}, task_id="intake-task-2001"
+    )
     wait_until(lambda: bool(hub.control.associated_ids("deals", "2001", "tasks")), what="the owner task")
     assert not redis_conn.exists(pending_key("deal", "2001"))
     hub.control.rep_update("deals", "2001", {"closed_lost_reason": "Pricing"})

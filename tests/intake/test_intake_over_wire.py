@@ -79,3 +79,42 @@ def test_redis_gone_answers_503_never_2xx(throwaway_redis: tuple[subprocess.Pope
     ready = client.get("/readyz", base_url=f"http://127.0.0.1:{OPS_PORT}")
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["redis"].startswith("failed")
+
+
+def test_concurrent_requests_about_the_same_deals_queue_each_deal_once(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    """Two app instances (two web processes) each serving requests in parallel threads, every
+    request naming the same deals with events of its own: each deal is queued exactly once."""
+    servers = []
+    for _ in range(2):
+        settings = make_settings(redis_url)
+        server = make_server(
+            "127.0.0.1",
+            0,
+            create_app(settings, rules=RULES, celery_app=create_celery(settings)),
+            threaded=True,
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    deal_ids = list(range(300, 360))
+    bodies = [encode([deal_stage_event(d, stage=f"lost{n}") for d in deal_ids]) for n in range(24)]
+    statuses: list[int] = []
+    start = threading.Barrier(len(bodies))
+
+    def deliver(n: int) -> None:
+        server = servers[n % 2]
+        uri = f"http://127.0.0.1:{server.server_port}/webhooks/hubspot"
+        start.wait()
+        statuses.append(_post(server, bodies[n], v3_headers(bodies[n], uri=uri)))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for server in servers:
+        server.shutdown()
+    assert statuses == [204] * len(bodies)
+    queued = sorted(int(t.kwargs["deal_id"]) for t in queued_tasks(redis_conn))
+    assert queued == deal_ids

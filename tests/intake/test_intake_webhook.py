@@ -25,7 +25,7 @@ from intake_support import (
 
 from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL
 from handoff_worker.intake.app import create_app
-from handoff_worker.pending import mark_pending_many, pending_key, release_pending
+from handoff_worker.pending import finish_running, pending_key, pending_mark, start_running
 
 OPS_PORT = 9100
 OPS_URL = f"http://127.0.0.1:{OPS_PORT}"
@@ -251,7 +251,8 @@ def test_retried_delivery_is_acknowledged_without_new_work(
 ) -> None:
     event = deal_stage_event(30)
     assert post(client, encode([event])).status_code == 204
-    release_pending(redis_conn, "deal", "30")  # the task ran: only the dedupe key can stop a repeat
+    (task,) = queued_tasks(redis_conn)
+    task_ran(redis_conn, "deal", "30", task.task_id)  # only the dedupe key can stop a repeat now
     retry = {**event, "attemptNumber": 1}
     assert post(client, encode([retry])).status_code == 204
     assert len(queued_tasks(redis_conn)) == 1
@@ -267,8 +268,8 @@ def test_dedupe_holds_across_two_app_instances(redis_url: str, redis_conn: redis
     first, second = instance(), instance()
     events = [deal_stage_event(40), deal_stage_event(41)]
     assert post(first, encode(events)).status_code == 204
-    for deal_id in ("40", "41"):
-        release_pending(redis_conn, "deal", deal_id)
+    for task in queued_tasks(redis_conn):
+        task_ran(redis_conn, "deal", task.kwargs["deal_id"], task.task_id)
     assert post(second, encode([{**e, "attemptNumber": 2} for e in events])).status_code == 204
     assert sorted(t.kwargs["deal_id"] for t in queued_tasks(redis_conn)) == ["40", "41"]
 
@@ -314,17 +315,34 @@ def test_releasing_the_pending_mark_lets_the_next_event_enqueue(
     assert post(client, encode([deal_stage_event(80)])).status_code == 204
     assert post(client, encode([deal_stage_event(80, stage="other")])).status_code == 204
     (first,) = queued_tasks(redis_conn)
-    release_pending(redis_conn, "deal", "80", task_id=first.task_id)
+    start_running(redis_conn, "deal", "80", task_id=first.task_id)
+    # The task has started reading HubSpot: a new event cannot reach it and queues its own unit.
     assert post(client, encode([deal_stage_event(80, stage="third")])).status_code == 204
-    assert [t.kwargs["deal_id"] for t in queued_tasks(redis_conn)] == ["80", "80"]
+    first_again, second = queued_tasks(redis_conn)
+    assert [t.kwargs["deal_id"] for t in (first_again, second)] == ["80", "80"]
+    assert pending_mark(redis_conn, "deal", "80") == f"q:live:{second.task_id}"
+    # The first task ends: the second's mark stays, so further events still coalesce into it.
+    finish_running(redis_conn, "deal", "80", task_id=first.task_id)
+    assert pending_mark(redis_conn, "deal", "80") == f"q:live:{second.task_id}"
+    assert post(client, encode([deal_stage_event(80, stage="fourth")])).status_code == 204
+    assert len(queued_tasks(redis_conn)) == 2
 
 
-def test_a_task_that_started_before_the_mark_is_written_leaves_no_stale_mark(redis_conn: redis.Redis) -> None:
-    release_pending(redis_conn, "deal", "90", task_id="task-a")  # the task was quicker than the intake
-    mark_pending_many(redis_conn, [("deal", "90", "task-a")])
-    assert not redis_conn.exists(pending_key("deal", "90"))
-    mark_pending_many(redis_conn, [("deal", "90", "task-b")])
-    assert redis_conn.exists(pending_key("deal", "90"))
+def test_a_task_leaves_a_newer_units_queued_mark_alone(redis_conn: redis.Redis) -> None:
+    redis_conn.set(pending_key("deal", "90"), "q:live:task-b")
+    start_running(redis_conn, "deal", "90", task_id="task-a")  # an older copy, e.g. a retry
+    finish_running(redis_conn, "deal", "90", task_id="task-a")
+    assert pending_mark(redis_conn, "deal", "90") == "q:live:task-b"
+    start_running(redis_conn, "deal", "90", task_id="task-b")
+    assert pending_mark(redis_conn, "deal", "90") == "r:task-b"
+    finish_running(redis_conn, "deal", "90", task_id="task-b")
+    assert pending_mark(redis_conn, "deal", "90") is None
+
+
+def task_ran(redis_conn: redis.Redis, kind: str, object_id: str, task_id: str) -> None:
+    """What a worker's task does to the record's mark, start to end."""
+    start_running(redis_conn, kind, object_id, task_id=task_id)
+    finish_running(redis_conn, kind, object_id, task_id=task_id)
 
 
 def test_pending_kind_is_checked() -> None:

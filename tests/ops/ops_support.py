@@ -86,11 +86,13 @@ class CollectingSink:
         self.deals: list[str] = []
         self.contacts: list[str] = []
 
-    def deal(self, deal_id: str) -> None:
+    def deal(self, deal_id: str) -> bool:
         self.deals.append(deal_id)
+        return True
 
-    def contact(self, contact_id: str) -> None:
+    def contact(self, contact_id: str) -> bool:
         self.contacts.append(contact_id)
+        return True
 
 
 def seed_lost_deal(

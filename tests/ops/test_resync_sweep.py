@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -11,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from ops_support import CollectingSink, OpsEnv, recent_window, seed_lost_deal
 
-from handoff_worker.beat import CelerySink
-from handoff_worker.celery_app import HANDOFF_QUEUE, TASK_HANDOFF_DEAL, create_celery, queue_key
+from handoff_worker.beat import QueueingSink
+from handoff_worker.celery_app import BULK_QUEUE, HANDOFF_QUEUE, TASK_HANDOFF_DEAL, create_celery, queue_key
 from handoff_worker.commands.ops import resync_command
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.inline import InlineSink
@@ -29,6 +30,7 @@ from handoff_worker.handoff.resync import (
     run_locked,
     scheduled_window,
 )
+from handoff_worker.pending import finish_running, pending_key, pending_mark, start_running
 
 
 def _lifecycle(ops: OpsEnv, contact_id: str) -> str:
@@ -67,13 +69,13 @@ class _GatedSink:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def deal(self, deal_id: str) -> None:
+    def deal(self, deal_id: str) -> bool:
         self.entered.set()
         assert self.release.wait(30)
-        self.inner.deal(deal_id)
+        return self.inner.deal(deal_id)
 
-    def contact(self, contact_id: str) -> None:
-        self.inner.contact(contact_id)
+    def contact(self, contact_id: str) -> bool:
+        return self.inner.contact(contact_id)
 
 
 def test_two_concurrent_sweeps_do_the_work_once(ops: OpsEnv) -> None:
@@ -141,7 +143,7 @@ def test_dry_run_writes_and_queues_nothing(ops: OpsEnv) -> None:
     resync = Resync(
         ops.gateway,
         ops.rules,
-        CelerySink(celery),
+        QueueingSink(celery, ops.redis),
         waiting=WaitingForReason(Ledger(ops.redis), ops.gateway, ops.rules),
     )
     ops.redis.set("handoff:marker", "untouched")  # Redis is not empty, so "same keys" means something
@@ -155,13 +157,14 @@ def test_dry_run_writes_and_queues_nothing(ops: OpsEnv) -> None:
     # Only the gateway's shared rate-limiter counters may change; nothing of the handoff's.
     after = {k: ops.redis.dump(k) for k in ops.redis.keys("*") if "ratelimit" not in k}
     assert after == {k: v for k, v in before.items() if "ratelimit" not in k}
-    assert ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 0
+    assert ops.redis.llen(queue_key(BULK_QUEUE)) == 0
     methods = {(r["method"], r["path"].split("?")[0]) for r in ops.server.control.requests()}
     assert all(m == "GET" or path.endswith("/search") for m, path in methods), methods
 
     real = run_locked(ops.redis, resync, ResyncRequest(*recent_window()))
-    assert real.queued == 2 and ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 2
-    messages = [json.loads(raw) for raw in ops.redis.lrange(queue_key(HANDOFF_QUEUE), 0, -1)]
+    assert real.queued == 2 and ops.redis.llen(queue_key(BULK_QUEUE)) == 2
+    assert ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 0  # sweeps never queue behind or ahead of live work
+    messages = [json.loads(raw) for raw in ops.redis.lrange(queue_key(BULK_QUEUE), 0, -1)]
     assert {m["headers"]["task"] for m in messages} == {TASK_HANDOFF_DEAL}
     kwargs = [json.loads(__import__("base64").b64decode(m["body"]))[1] for m in messages]
     assert sorted(k["deal_id"] for k in kwargs) == ["8131", "8132"]
@@ -220,12 +223,14 @@ class _LockThief:
     def __init__(self, ops: OpsEnv) -> None:
         self.ops = ops
 
-    def deal(self, deal_id: str) -> None:
+    def deal(self, deal_id: str) -> bool:
         self.ops.redis.set(LOCK_KEY, "another-host", px=60_000)
         time.sleep(0.3)  # the renewal thread (every 0.1 s here) notices it lost the lock
+        return True
 
-    def contact(self, contact_id: str) -> None:
+    def contact(self, contact_id: str) -> bool:
         """Not reached: the test seeds deals only."""
+        return True
 
 
 def test_a_sweep_that_loses_its_lock_stops_and_leaves_the_watermark(ops: OpsEnv) -> None:
@@ -272,3 +277,30 @@ def test_unqualified_lead_missed_by_webhooks_is_caught_by_the_contact_sweep(ops:
     assert _lifecycle(ops, "8301") == "lead"
     assert _lifecycle(ops, "8302") == "salesqualifiedlead", "a lead still in progress is left alone"
     assert ops.server.control.enrollments()["5101"]["contactIds"] == ["8301"]
+
+
+def test_a_sweep_never_queues_a_record_already_queued_or_running(ops: OpsEnv) -> None:
+    for deal_id in ("8151", "8152", "8153"):
+        seed_lost_deal(ops, deal_id, "Competitor", {f"82{deal_id[2:]}": "salesqualifiedlead"})
+    celery = create_celery(ops.settings)
+    resync = Resync(ops.gateway, ops.rules, QueueingSink(celery, ops.redis))
+    first = run_locked(ops.redis, resync, _request())
+    assert first.queued == 3 and ops.redis.llen(queue_key(BULK_QUEUE)) == 3
+    # The queue has not moved: a manual resync and the scheduled one find the same records again.
+    for _ in range(2):
+        again = run_locked(ops.redis, resync, _request())
+        assert (again.queued, again.already_queued) == (0, 3)
+    assert ops.redis.llen(queue_key(BULK_QUEUE)) == 3
+
+    # One handoff starts (running), one is taken over by a live webhook (queued live), and one
+    # finishes: only the finished one may be queued again.
+    messages = [json.loads(raw) for raw in ops.redis.lrange(queue_key(BULK_QUEUE), 0, -1)]
+    task_ids = {json.loads(base64.b64decode(m["body"]))[1]["deal_id"]: m["headers"]["id"] for m in messages}
+    start_running(ops.redis, "deal", "8151", task_id=task_ids["8151"])
+    ops.redis.set(pending_key("deal", "8152"), "q:live:a-webhook-task")
+    start_running(ops.redis, "deal", "8153", task_id=task_ids["8153"])
+    finish_running(ops.redis, "deal", "8153", task_id=task_ids["8153"])
+    last = run_locked(ops.redis, resync, _request())
+    assert (last.queued, last.already_queued) == (1, 2)
+    assert str(pending_mark(ops.redis, "deal", "8153")).startswith("q:bulk:")
+    assert ops.redis.llen(queue_key(BULK_QUEUE)) == 4

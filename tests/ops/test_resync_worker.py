@@ -15,6 +15,7 @@ from ops_support import OpsEnv, seed_lost_deal
 
 from handoff_worker.celery_app import (
     BEAT_ENTRY,
+    BULK_QUEUE,
     RESYNC_QUEUE,
     TASK_RESYNC_SWEEP,
     beat_schedule,
@@ -40,7 +41,15 @@ def worker(ops: OpsEnv, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, **ops.env(), "RESYNC_LOOKBACK_MINUTES": "10"}
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
-        [str(CELERY), "-A", "handoff_worker.beat", "worker", "-Q", f"{RESYNC_QUEUE},handoff", *WORKER_FLAGS],
+        [
+            str(CELERY),
+            "-A",
+            "handoff_worker.beat",
+            "worker",
+            "-Q",
+            f"{RESYNC_QUEUE},handoff,{BULK_QUEUE}",
+            *WORKER_FLAGS,
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -35,16 +35,18 @@ log = logging.getLogger(__name__)
 
 
 class HandoffSink(Protocol):
-    """Where found records go: queued for a Celery worker, run inline, or only counted (dry run)."""
+    """Where found records go: queued for a Celery worker, run inline, or only counted (dry run).
+    Each returns False when the record was left alone because work for it is already queued or
+    running."""
 
-    def deal(self, deal_id: str) -> None: ...
+    def deal(self, deal_id: str) -> bool: ...
 
-    def contact(self, contact_id: str) -> None: ...
+    def contact(self, contact_id: str) -> bool: ...
 
 
-def send(sink: HandoffSink, kind: RecordKind, object_id: str) -> None:
+def send(sink: HandoffSink, kind: RecordKind, object_id: str) -> bool:
     """The sink's entry for the record's kind."""
-    {RecordKind.DEAL: sink.deal, RecordKind.CONTACT: sink.contact}[kind](object_id)
+    return {RecordKind.DEAL: sink.deal, RecordKind.CONTACT: sink.contact}[kind](object_id)
 
 
 class DoneCheck(Protocol):
@@ -69,6 +71,7 @@ class ResyncSummary:
     contacts_found: int = 0
     already_done: int = 0
     queued: int = 0
+    already_queued: int = 0  # work for the record was already queued or running: left alone
     waiting_for_reason: int = 0
     waiting_requeued: int = 0
     escalated: int = 0
@@ -230,13 +233,16 @@ class Resync:
             summary.queued += 1  # would be queued
             return
         try:
-            send(self.sink, kind, object_id)
+            sent = send(self.sink, kind, object_id)
         except Exception as exc:
             summary.failed += 1
             summary.errors.append(f"{kind} {object_id}: {exc}")
             log.warning("resync could not hand off %s %s: %s", kind, object_id, exc)
         else:
-            summary.queued += 1
+            if sent:
+                summary.queued += 1
+            else:
+                summary.already_queued += 1
         if self._progress is not None:
             self._progress(summary)  # throttled by the callback; inline handoffs can be slow
 
@@ -248,16 +254,17 @@ class _OncePerSweep:
         self.sink = sink
         self.sent = sent
 
-    def deal(self, deal_id: str) -> None:
-        self._once(RecordKind.DEAL, deal_id)
+    def deal(self, deal_id: str) -> bool:
+        return self._once(RecordKind.DEAL, deal_id)
 
-    def contact(self, contact_id: str) -> None:
-        self._once(RecordKind.CONTACT, contact_id)
+    def contact(self, contact_id: str) -> bool:
+        return self._once(RecordKind.CONTACT, contact_id)
 
-    def _once(self, kind: RecordKind, object_id: str) -> None:
-        if (kind, object_id) not in self.sent:
-            self.sent.add((kind, object_id))
-            send(self.sink, kind, object_id)
+    def _once(self, kind: RecordKind, object_id: str) -> bool:
+        if (kind, object_id) in self.sent:
+            return False
+        self.sent.add((kind, object_id))
+        return send(self.sink, kind, object_id)
 
 
 class WaitingRevisit(Protocol):
