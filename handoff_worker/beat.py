@@ -20,10 +20,10 @@ from handoff_worker.celery_app import (
     TASK_RESYNC_SWEEP,
     app,
 )
-from handoff_worker.domain.models import RecordKind
+from handoff_worker.domain.models import RecordKind, WorkClass
 from handoff_worker.handoff.resync import ResyncRequest, SweepBusyError, run_locked, scheduled_window
+from handoff_worker.hubspot.ratelimit import work_class
 from handoff_worker.intake.broker import TaskCall, UnitCall, publisher_for
-from handoff_worker.pending import WorkClass
 from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,15 @@ def resync_sweep() -> dict[str, object]:
         wiring.redis, now=datetime.now(UTC), lookback_minutes=wiring.settings.resync_lookback_minutes
     )
     try:
-        summary = run_locked(
-            wiring.redis,
-            wiring.resync(QueueingSink(app, wiring.redis)),
-            ResyncRequest(since=since, until=until),
-            advance_watermark=True,
-        )
+        # A sweep's own reads are bulk work: a share of the budget beside live work, and they stop
+        # at the daily reserve (the sweep then fails and its watermark stays).
+        with work_class(WorkClass.BULK):
+            summary = run_locked(
+                wiring.redis,
+                wiring.resync(QueueingSink(app, wiring.redis)),
+                ResyncRequest(since=since, until=until),
+                advance_watermark=True,
+            )
     except SweepBusyError as exc:
         log.info("scheduled resync skipped: %s", exc)
         return {"skipped": str(exc)}

@@ -71,6 +71,12 @@ class DailyLimitError(RateLimitedError):
     account time zone), or raise the limit with HubSpot's API limit increase add-on."""
 
 
+class DailyReserveReachedError(DailyLimitError):
+    """Bulk work (sweeps, backfills) stopped: what is left of the account's daily budget is the
+    reserve HANDOFF_DAILY_RESERVE keeps for live handoffs and the portal's other integrations.
+    Live handoffs go on; bulk work resumes when HubSpot's daily count resets."""
+
+
 class PermanentHubSpotError(HubSpotError):
     """Retrying will not help (other 4xx): the request or the data must change."""
 

@@ -28,24 +28,18 @@ a large backlog to drain), so a lost message never blocks a record for good.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
-from handoff_worker.domain.models import RecordKind
+from handoff_worker.domain.models import RecordKind, WorkClass
 from handoff_worker.state import KEY_PREFIX
 
 PENDING_TTL_SECONDS = 3600
 # A backfill of many thousand records can wait hours in the bulk queue; its marks must outlive that.
 BULK_PENDING_TTL_SECONDS = 12 * 3600
 PENDING_KINDS = frozenset(RecordKind)
-
-
-class WorkClass(enum.StrEnum):
-    LIVE = "live"  # a webhook about this record
-    BULK = "bulk"  # a sweep or backfill found it
 
 
 # One request's or one sweep page's units, queued atomically.
@@ -212,6 +206,17 @@ def finish_running(client: redis.Redis, kind: str, object_id: str, *, task_id: s
     if not task_id:
         return
     client.eval(_DELETE_IF, 1, pending_key(kind, object_id), f"r:{task_id}")
+
+
+def requeue_bulk(client: redis.Redis, kind: str, object_id: str, *, task_id: str) -> None:
+    """A bulk task that puts itself back on the bulk queue (same task id) marks the record queued
+    again, unless other work for it was queued meanwhile."""
+    client.set(
+        pending_key(kind, object_id),
+        queued_mark(WorkClass.BULK, task_id),
+        nx=True,
+        ex=BULK_PENDING_TTL_SECONDS,
+    )
 
 
 def pending_mark(client: redis.Redis, kind: str, object_id: str) -> str | None:

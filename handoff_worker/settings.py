@@ -68,6 +68,10 @@ class Settings:
     dry_run: bool = False
     rate_limit: RateLimit = RateLimit(100, 10.0)
     search_rate_limit: RateLimit = RateLimit(5, 1.0)
+    # Share of HUBSPOT_RATE_LIMIT that bulk work (sweeps, backfills) may use while live work runs.
+    bulk_share: float = 0.7
+    # Share of the daily API budget bulk work leaves for live work and the portal's other apps.
+    daily_reserve: float = 0.2
     webhook_public_url: str = ""
     signature_versions: tuple[str, ...] = ("v3",)
     webhook_max_body_bytes: int = 1024 * 1024
@@ -161,6 +165,25 @@ def _number(env: Mapping[str, str], name: str, default: float, *, example: str) 
         raise SettingsError(f"{name}={raw!r} is not a number, e.g. {name}={example}") from None
     if value < 0:
         raise SettingsError(f"{name}={raw!r} must not be negative, e.g. {name}={example}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool) -> float:
+    """A fraction: 0.7 or 70%."""
+    raw = (_get(env, name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = -1.0
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= 1):
+        lowest = "0" if allow_zero else "above 0"
+        raise SettingsError(
+            f"{name}={raw!r} must be a share from {lowest} to 1 (or a percentage), "
+            f"e.g. {name}={default:g} or {name}={default:.0%}"
+        )
     return value
 
 
@@ -297,6 +320,8 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
             variable="HUBSPOT_SEARCH_RATE_LIMIT",
             example="HUBSPOT_SEARCH_RATE_LIMIT=5/1s",
         ),
+        bulk_share=_share(env, "HANDOFF_BULK_SHARE", 0.7, allow_zero=False),
+        daily_reserve=_share(env, "HANDOFF_DAILY_RESERVE", 0.2, allow_zero=True),
         webhook_public_url=public_url,
         signature_versions=versions,
         webhook_max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, example="1048576")),

@@ -21,12 +21,20 @@ from celery import Task, signals
 from celery.exceptions import Reject
 
 from handoff_worker import worker_guards
-from handoff_worker.celery_app import TASK_FORGET_RECORD, TASK_HANDOFF_CONTACT, TASK_HANDOFF_DEAL, app
-from handoff_worker.domain.models import RecordKind
-from handoff_worker.errors import PermanentHubSpotError, TransientHubSpotError
+from handoff_worker.celery_app import (
+    BULK_QUEUE,
+    HANDOFF_QUEUE,
+    TASK_FORGET_RECORD,
+    TASK_HANDOFF_CONTACT,
+    TASK_HANDOFF_DEAL,
+    app,
+)
+from handoff_worker.domain.models import RecordKind, WorkClass
+from handoff_worker.errors import DailyReserveReachedError, PermanentHubSpotError, TransientHubSpotError
 from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.handoff.lock import LockBusyError
-from handoff_worker.pending import finish_running, start_running
+from handoff_worker.hubspot.ratelimit import DAILY_RESERVE_RECHECK_SECONDS, work_class
+from handoff_worker.pending import finish_running, requeue_bulk, start_running
 from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
@@ -95,13 +103,24 @@ def _dead_letter(
     )
 
 
+def queue_of(task: Task) -> str:
+    """The queue the task's message came from (retries and requeues go back to it)."""
+    delivery = task.request.delivery_info or {}
+    return str(delivery.get("routing_key") or HANDOFF_QUEUE)
+
+
 def _run_handoff(task: Task, kind: RecordKind, object_id: str, trigger: str) -> dict[str, Any]:
     wired = process_wiring()
+    queue = queue_of(task)
+    # Handoffs from the bulk queue draw on the budget as bulk work: a share of it while live work
+    # runs, and nothing of the daily reserve.
+    work = WorkClass.BULK if queue == BULK_QUEUE else WorkClass.LIVE
     try:
         # First, before HubSpot is read: an event arriving from now on queues a fresh unit of work.
         start_running(wired.redis, kind, object_id, task_id=task.request.id)
         try:
-            run = wired.engine.handoff(kind, object_id, trigger)
+            with work_class(work):
+                run = wired.engine.handoff(kind, object_id, trigger)
         finally:
             # Should Redis fail here, the running mark expires (pending.PENDING_TTL_SECONDS).
             with contextlib.suppress(redis.RedisError):
@@ -109,10 +128,22 @@ def _run_handoff(task: Task, kind: RecordKind, object_id: str, trigger: str) -> 
     except LockBusyError:
         # A new message rather than a retry: waiting for a colleague is not a failure.
         try:
-            task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS)
+            task.apply_async(args=(object_id, trigger), countdown=LOCK_BUSY_COUNTDOWN_SECONDS, queue=queue)
         except Exception as exc:  # the broker refused the message: keep the one we hold
             raise Reject(exc, requeue=True) from exc
         return {"outcome": "requeued_lock_busy"}
+    except DailyReserveReachedError as exc:
+        # Bulk work stops for the day; this handoff waits its turn again, not counted as a retry.
+        # The pause holds this bulk process (live work has its own), so a stopped backlog is not
+        # pulled through the worker over and over.
+        log.warning("%s; %s %s goes back to the bulk queue", exc, kind, object_id)
+        try:
+            requeue_bulk(wired.redis, kind, object_id, task_id=task.request.id)
+            time.sleep(exc.retry_after or DAILY_RESERVE_RECHECK_SECONDS)
+            task.apply_async(args=(object_id, trigger), task_id=task.request.id, queue=queue)
+        except Exception as requeue_error:  # keep the message we hold: the broker redelivers it
+            raise Reject(requeue_error, requeue=True) from requeue_error
+        return {"outcome": "deferred_daily_reserve"}
     except PermanentHubSpotError as exc:
         # Retrying will not help (403, 400...); kept for `replay` once the cause is fixed.
         _dead_letter(task, kind, object_id, trigger, f"permanent, not retried: {exc}", permanent=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import redis
 
+from handoff_worker.domain.models import WorkClass
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.deadletter import list_failures
 from handoff_worker.handoff.inline import InlineSink, replay_failures
@@ -29,6 +30,7 @@ from handoff_worker.handoff.resync import (
     run_locked,
     scheduled_window,
 )
+from handoff_worker.hubspot.ratelimit import work_class
 from handoff_worker.setaside import NotReplayableError, discard, list_set_aside, put_back
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client
@@ -140,15 +142,17 @@ def resync_command(
             since=start, until=end, deal_ids=deal_ids, include_contacts=not no_contacts, dry_run=dry_run
         )
         progress = _ProgressLine()
+        # Bulk work: a share of the budget while live handoffs run, and none of the daily reserve.
         try:
-            summary = run_locked(
-                wiring.redis,
-                wiring.resync(_sink(wiring, inline=inline)),
-                request,
-                wait_seconds=wait_seconds,
-                advance_watermark=since is None and until_text is None and not deal_ids,
-                progress=progress,
-            )
+            with work_class(WorkClass.BULK):
+                summary = run_locked(
+                    wiring.redis,
+                    wiring.resync(_sink(wiring, inline=inline)),
+                    request,
+                    wait_seconds=wait_seconds,
+                    advance_watermark=since is None and until_text is None and not deal_ids,
+                    progress=progress,
+                )
         finally:
             progress.close()
     except SweepBusyError as exc:

@@ -16,6 +16,14 @@ class ObjectType(StrEnum):
         return {"contacts": "0-1", "deals": "0-3"}[self.value]
 
 
+class WorkClass(StrEnum):
+    """Who is waiting for a handoff: a webhook just told us (live), or a sweep or backfill found it
+    (bulk). Live work goes first in the queues and in the API budget."""
+
+    LIVE = "live"
+    BULK = "bulk"
+
+
 class RecordKind(StrEnum):
     """What one handoff is about: a lost deal, or a contact disqualified as a lead.
 

@@ -215,6 +215,11 @@ class SdkGateway:
         rolling = isinstance(error, RateLimitedError) and not isinstance(error, DailyLimitError)
         if self._limiter is not None and rolling and error.retry_after:
             self._limiter.pause(error.retry_after)
+        if self._limiter is not None and isinstance(error, DailyLimitError) and error.status == 429:
+            # Spent for the day: bulk work stops at once, whatever the headers said before.
+            daily = self._limiter.daily_budget()
+            if daily is not None:
+                self._limiter.record_daily(daily.maximum, 0)
 
     def _observe(self, headers: Any) -> None:
         if self._limiter is not None and headers:
@@ -621,7 +626,13 @@ def build_gateway(settings: Settings, redis: redis.Redis | None = None) -> SdkGa
     session.headers["Authorization"] = f"Bearer {settings.hubspot_access_token}"
     session.headers["Accept"] = "application/json"
     limiter = (
-        RedisRateLimiter(redis, settings.rate_limit, settings.search_rate_limit)
+        RedisRateLimiter(
+            redis,
+            settings.rate_limit,
+            settings.search_rate_limit,
+            bulk_share=settings.bulk_share,
+            daily_reserve=settings.daily_reserve,
+        )
         if redis is not None
         else None
     )

@@ -16,37 +16,62 @@ pause in Redis that every process respects before its next request.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
 
-from handoff_worker.errors import TransientHubSpotError
+from handoff_worker.domain.models import WorkClass
+from handoff_worker.errors import DailyReserveReachedError, TransientHubSpotError
 from handoff_worker.settings import RateLimit
 
 log = logging.getLogger(__name__)
 
-# KEYS: pause key, then one sorted set per budget. ARGV: a unique member, then for each budget its
-# request count and window in microseconds. Returns 0 when a slot was taken in every budget, or
-# the microseconds to wait before asking again (nothing is taken then).
+# KEYS: pause key, live-activity key, daily-budget hash, then one sorted set per budget (the
+# account's first). ARGV: a unique member, the work class ('live' or 'bulk'), the account requests
+# bulk work may hold in a window while live work is active, the daily share kept in reserve, then
+# for each budget its request count and window in microseconds.
+# Returns 0 when a slot was taken in every budget, -1 when bulk work must stop for the daily
+# reserve, or the microseconds to wait before asking again (nothing is taken then).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local work_class = ARGV[2]
+local account_window = tonumber(ARGV[6])
+if work_class == 'live' then
+  -- Live work announces itself for one window, asking or waiting: bulk work steps back to its share.
+  redis.call('SET', KEYS[2], '1', 'PX', math.ceil(account_window / 1000))
+end
 local paused_until = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused_until > now then
   return paused_until - now
 end
+local bulk_limit = nil
+if work_class == 'bulk' then
+  local daily = redis.call('HMGET', KEYS[3], 'max', 'remaining')
+  local daily_max, daily_remaining = tonumber(daily[1]), tonumber(daily[2])
+  if daily_max and daily_remaining and daily_max > 0
+      and daily_remaining <= daily_max * tonumber(ARGV[4]) then
+    return -1
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then bulk_limit = tonumber(ARGV[3]) end
+end
 local wait = 0
-for i = 2, #KEYS do
-  local limit = tonumber(ARGV[(i - 2) * 2 + 2])
-  local window = tonumber(ARGV[(i - 2) * 2 + 3])
+for i = 4, #KEYS do
+  local limit = tonumber(ARGV[(i - 4) * 2 + 5])
+  local window = tonumber(ARGV[(i - 4) * 2 + 6])
+  if i == 4 and bulk_limit and bulk_limit < limit then limit = bulk_limit end
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    local free_at = tonumber(oldest[2]) + window + 1
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    -- Free once enough of the oldest grants leave the window to bring the count under the limit.
+    local blocking = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
+    local free_at = tonumber(blocking[2]) + window + 1
     if free_at - now > wait then
       wait = free_at - now
     end
@@ -55,8 +80,8 @@ end
 if wait > 0 then
   return wait
 end
-for i = 2, #KEYS do
-  local window = tonumber(ARGV[(i - 2) * 2 + 3])
+for i = 4, #KEYS do
+  local window = tonumber(ARGV[(i - 4) * 2 + 6])
   redis.call('ZADD', KEYS[i], now, ARGV[1])
   redis.call('PEXPIRE', KEYS[i], math.ceil(window / 1000) + 1000)
 end
@@ -75,7 +100,40 @@ end
 return until_us
 """
 
+# KEYS: the daily hash. ARGV: max, remaining, TTL. Returns the remaining count it replaces.
+_RECORD_DAILY = """
+local before = redis.call('HGET', KEYS[1], 'remaining')
+redis.call('HSET', KEYS[1], 'max', ARGV[1], 'remaining', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return before
+"""
+
 LOW_REMAINING_SHARE = 0.10
+DEFAULT_BULK_SHARE = 0.7
+DEFAULT_DAILY_RESERVE = 0.2
+# The daily figures read from HubSpot's headers are trusted this long. Past it, bulk work may send
+# one request to read them again (the daily count resets at midnight in the account's time zone,
+# and live work may not be there to see it).
+DAILY_OBSERVATION_TTL_SECONDS = 300
+# When bulk work finds the daily reserve reached, it asks again after this long.
+DAILY_RESERVE_RECHECK_SECONDS = 60.0
+
+_work_class: contextvars.ContextVar[WorkClass] = contextvars.ContextVar("work_class", default=WorkClass.LIVE)
+
+
+@contextmanager
+def work_class(value: WorkClass) -> Iterator[None]:
+    """Every HubSpot call made within this block counts as `value`'s (bulk: a sweep, a backfill,
+    a handoff from the bulk queue). Calls are live unless said otherwise."""
+    token = _work_class.set(value)
+    try:
+        yield
+    finally:
+        _work_class.reset(token)
+
+
+def current_work_class() -> WorkClass:
+    return _work_class.get()
 
 
 def safety_margin_seconds(window_seconds: float) -> float:
@@ -103,6 +161,8 @@ class RedisRateLimiter:
         account_limit: RateLimit,
         search_limit: RateLimit,
         *,
+        bulk_share: float = DEFAULT_BULK_SHARE,
+        daily_reserve: float = DEFAULT_DAILY_RESERVE,
         max_wait_seconds: float = 60.0,
         namespace: str = "hubspot-ratelimit",
     ) -> None:
@@ -113,21 +173,53 @@ class RedisRateLimiter:
         self._account = _Budget(f"{prefix}:account", account_limit)
         self._search = _Budget(f"{prefix}:search", search_limit)
         self._pause_key = f"{prefix}:pause-until"
+        self._live_key = f"{prefix}:live-active"
+        self.daily_key = f"{prefix}:daily"
+        # At least one request a window, so a tiny budget still lets bulk work move.
+        self._bulk_requests = max(1, int(account_limit.requests * bulk_share))
+        self._daily_reserve = daily_reserve
         self._max_wait_seconds = max_wait_seconds
         self._acquire = redis_client.register_script(_ACQUIRE)
         self._pause = redis_client.register_script(_PAUSE)
+        self._record_daily = redis_client.register_script(_RECORD_DAILY)
 
-    def try_acquire(self, *, search: bool = False) -> float:
-        """Take a slot if one is free now and return 0, else return the seconds to wait."""
+    def try_acquire(self, *, search: bool = False, work: WorkClass | None = None) -> float:
+        """Take a slot if one is free now and return 0, else return the seconds to wait. Raises
+        DailyReserveReachedError for bulk work once the daily reserve is reached."""
+        work = work or current_work_class()
         budgets = [self._account, self._search] if search else [self._account]
-        args: list[int | str] = [uuid.uuid4().hex]
+        args: list[int | str | float] = [uuid.uuid4().hex, str(work), self._bulk_requests]
+        args.append(self._daily_reserve)
         for budget in budgets:
             args.extend(budget.script_args())
-        wait_us = int(self._acquire(keys=[self._pause_key, *(b.key for b in budgets)], args=args))
+        keys = [self._pause_key, self._live_key, self.daily_key, *(b.key for b in budgets)]
+        wait_us = int(self._acquire(keys=keys, args=args))
+        if wait_us < 0:
+            raise self._reserve_reached()
         return wait_us / 1_000_000
 
+    def _reserve_reached(self) -> DailyReserveReachedError:
+        daily = self.daily_budget()
+        left = f"{daily.remaining:,} of {daily.maximum:,}" if daily else "too little"
+        return DailyReserveReachedError(
+            f"bulk work stopped: {left} of today's HubSpot API calls are left, within the "
+            f"{self._daily_reserve:.0%} kept for live handoffs and the portal's other integrations "
+            "(HANDOFF_DAILY_RESERVE); live handoffs go on, bulk work resumes when HubSpot's daily count "
+            "resets",
+            retry_after=DAILY_RESERVE_RECHECK_SECONDS,
+        )
+
+    def daily_budget(self) -> DailyBudget | None:
+        """The account's daily budget as HubSpot last reported it (None: not seen recently)."""
+        raw = self._redis.hmget(self.daily_key, ["max", "remaining"])
+        values = [v.decode() if isinstance(v, bytes) else v for v in raw]
+        if values[0] is None or values[1] is None:
+            return None
+        return DailyBudget(int(float(values[0])), int(float(values[1])), self._daily_reserve)
+
     def acquire(self, *, search: bool = False, operation: str = "") -> None:
-        """Block until a slot is taken; raise TransientHubSpotError after `max_wait_seconds`."""
+        """Block until a slot is taken; raise TransientHubSpotError after `max_wait_seconds`, and
+        DailyReserveReachedError when bulk work reaches the daily reserve."""
         deadline = time.monotonic() + self._max_wait_seconds
         while True:
             wait = self.try_acquire(search=search)
@@ -157,6 +249,7 @@ class RedisRateLimiter:
         share of the window takes to free at the account's average rate:
         (10 % of Max - Remaining) / Max of the interval. Returns the pause in seconds (0: none).
         """
+        self._observe_daily(headers)
         values = _rate_headers(headers)
         if values is None:
             return 0.0
@@ -180,6 +273,45 @@ class RedisRateLimiter:
             },
         )
         return pause
+
+    def _observe_daily(self, headers: Mapping[str, str] | None) -> None:
+        daily = _daily_headers(headers)
+        if daily is not None:
+            self.record_daily(*daily)
+
+    def record_daily(self, maximum: int, remaining: int) -> None:
+        """Keep HubSpot's latest daily figures for every process (a DAILY 429 records 0 left)."""
+        previous = self._record_daily(
+            keys=[self.daily_key], args=[maximum, remaining, DAILY_OBSERVATION_TTL_SECONDS]
+        )
+        now = DailyBudget(maximum, remaining, self._daily_reserve)
+        before = DailyBudget(maximum, int(float(previous)), self._daily_reserve) if previous else None
+        if now.reserve_reached and (before is None or not before.reserve_reached):
+            log.warning(
+                "HubSpot daily budget down to its reserve: bulk work stops, live handoffs go on",
+                extra={"daily_max": maximum, "daily_remaining": remaining, "reserve": self._daily_reserve},
+            )
+
+
+@dataclass(frozen=True)
+class DailyBudget:
+    maximum: int
+    remaining: int
+    reserve: float  # the share kept for live work and other integrations
+
+    @property
+    def reserve_reached(self) -> bool:
+        return self.maximum > 0 and self.remaining <= self.maximum * self.reserve
+
+
+def _daily_headers(headers: Mapping[str, str] | None) -> tuple[int, int] | None:
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        return int(lowered["x-hubspot-ratelimit-daily"]), int(lowered["x-hubspot-ratelimit-daily-remaining"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _rate_headers(headers: Mapping[str, str] | None) -> tuple[float, float, float] | None:

@@ -304,3 +304,17 @@ def test_a_sweep_never_queues_a_record_already_queued_or_running(ops: OpsEnv) ->
     assert (last.queued, last.already_queued) == (1, 2)
     assert str(pending_mark(ops.redis, "deal", "8153")).startswith("q:bulk:")
     assert ops.redis.llen(queue_key(BULK_QUEUE)) == 4
+
+
+def test_resync_stops_at_the_daily_reserve_and_says_so(ops: OpsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_lost_deal(ops, "8161", "Competitor", {"8261": "salesqualifiedlead"})
+    ops.server.control.configure(rate_limit="100/10s", daily_limit=10)
+    for _ in range(8):  # live work (webhooks) spent most of the day; HubSpot's headers say so
+        ops.gateway.get_deal("8161", ["dealname"])
+    for name, value in {**ops.env(), "HANDOFF_DAILY_RESERVE": "20%"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(resync_command, ["--since", "1h", "--no-contacts"])
+    assert result.exit_code == 1, result.output
+    assert "bulk work stopped: 2 of 10 of today's HubSpot API calls are left" in result.output
+    assert "HANDOFF_DAILY_RESERVE" in result.output
+    assert ops.redis.llen(queue_key(BULK_QUEUE)) == 0
