@@ -90,8 +90,9 @@ def queue_backlog(ops: OpsEnv) -> None:
     for deal_id in BACKLOG:
         seed_lost_deal(ops, deal_id, "Competitor", {f"1{deal_id}": "salesqualifiedlead"})
     resync = Resync(ops.gateway, ops.rules, QueueingSink(create_celery(ops.settings), ops.redis))
+    since, until = recent_window()
     with work_class(WorkClass.BULK):
-        summary = run_locked(ops.redis, resync, ResyncRequest(*recent_window(), include_contacts=False))
+        summary = run_locked(ops.redis, resync, ResyncRequest(since, until, include_contacts=False))
     assert summary.queued == len(BACKLOG)
     assert ops.redis.llen(queue_key(BULK_QUEUE)) == len(BACKLOG)
     assert ops.redis.llen(queue_key(HANDOFF_QUEUE)) == 0
