@@ -59,8 +59,7 @@ def check_web() -> Settings:
         RulesStore(settings.handoff_config, last_good=last_good).current()
     except HandoffError as exc:
         refuse_to_start("web", exc)
-    for warning in durability_warnings(client):
-        sys.stderr.write(f"handoff-worker web: warning: {warning}\n")
+    warn_about_durability("web", client)
     return settings
 
 
@@ -73,12 +72,11 @@ def missing_settings(settings: Settings, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if not values.get(name)]
 
 
-def warn_about_durability(client: redis.Redis) -> None:
-    import logging
-
-    log = logging.getLogger("handoff_worker.startup")
+def warn_about_durability(process: str, client: redis.Redis) -> None:
+    """One line on stderr per way this Redis can lose the ledger (logging is not set up yet)."""
     for warning in durability_warnings(client):
-        log.warning("%s", warning)
+        sys.stderr.write(f"handoff-worker {process}: warning: {warning}\n")
+    sys.stderr.flush()
 
 
 def _config_value(client: redis.Redis, name: str) -> str | None:

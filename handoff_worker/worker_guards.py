@@ -60,7 +60,7 @@ def check_worker() -> None:
         wiring.rules_store.current()
     except HandoffError as exc:
         refuse_to_start("worker", exc)
-    warn_about_durability(wiring.redis)
+    warn_about_durability("worker", wiring.redis)
 
 
 def describe(exc: BaseException | None) -> str:
