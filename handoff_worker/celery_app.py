@@ -16,6 +16,7 @@ traffic through Redis for no one.
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
 
 from celery import Celery
@@ -77,6 +78,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app.conf.update(
         broker_url=settings.redis_url,
         broker_transport=BROKER_TRANSPORT if redis_broker else None,
+        # kombu turns TLS on for a rediss:// URL by the scheme's name, which the explicit transport
+        # replaces: ask for it here, verifying the server (`?ssl_cert_reqs=...` in the URL wins).
+        broker_use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if settings.redis_url.startswith("rediss://")
+        else None,
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,

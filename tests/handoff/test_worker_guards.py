@@ -212,3 +212,18 @@ def test_every_task_has_a_time_limit_that_ends_it_before_a_redelivery() -> None:
     assert conf.task_soft_time_limit < conf.task_time_limit < VISIBILITY_TIMEOUT_SECONDS
     assert conf.task_retry_on_worker_lost and conf.task_reject_on_worker_lost
     assert conf.worker_enable_remote_control is False
+
+
+def test_a_tls_redis_url_keeps_tls_under_the_screening_transport() -> None:
+    import ssl
+
+    verified = create_celery(
+        Settings.from_env({"REDIS_URL": "rediss://cache.example:6380/0"}, dotenv_path=None)
+    )
+    with verified.connection_for_write() as connection:
+        assert connection.transport_cls == "handoff_worker.broker_transport:Transport"
+        assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    url = "rediss://cache.example:6380/0?ssl_cert_reqs=none"
+    unverified = create_celery(Settings.from_env({"REDIS_URL": url}, dotenv_path=None))
+    with unverified.connection_for_write() as connection:
+        assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
