@@ -13,7 +13,10 @@ Keys name contacts by id only, never by email.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import secrets
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -22,8 +25,10 @@ import redis
 
 from handoff_worker.domain.journey import Journey
 from handoff_worker.handoff.ledger import LEDGER_TTL_SECONDS
-from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, LockBusyError, RenewedLock
+from handoff_worker.handoff.lock import EXTEND_SCRIPT, LOCK_TTL_SECONDS, RELEASE_SCRIPT, LockBusyError
 from handoff_worker.state import KEY_PREFIX
+
+log = logging.getLogger(__name__)
 
 # How long a handoff waits for a contact another handoff is deciding about, before it gives up
 # (the task is then queued again): a handoff holds its contacts for a few HubSpot calls.
@@ -83,7 +88,10 @@ class JourneyStore:
 
 
 class ContactLocks:
-    """The locks of a set of contacts, held together (see the module's note on order and waits)."""
+    """The locks of a set of contacts, held together (see the module's note on order and waits).
+
+    One token for all of them: taken in one pipelined round trip, renewed by one background thread
+    and released in one round trip, however many contacts a deal has."""
 
     def __init__(
         self,
@@ -93,16 +101,21 @@ class ContactLocks:
         ttl: float = LOCK_TTL_SECONDS,
         wait_seconds: float = CONTACT_LOCK_WAIT_SECONDS,
     ) -> None:
+        self.client = client
         self.contact_ids = sorted(set(contact_ids))
-        self.locks = [RenewedLock(client, contact_lock_key(c), ttl_seconds=ttl) for c in self.contact_ids]
+        self.keys = [contact_lock_key(c) for c in self.contact_ids]
+        self.ttl_ms = int(ttl * 1000)
         self.wait_seconds = wait_seconds
+        self.token = secrets.token_hex(16)
+        self.lost: list[str] = []  # contacts whose lock a renewal found gone or taken over
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> ContactLocks:
+        if not self.keys:
+            return self
         deadline = time.monotonic() + self.wait_seconds
-        while True:
-            busy = self._take_all()
-            if busy is None:
-                return self
+        while (busy := self._take_all()) is not None:
             if time.monotonic() >= deadline:
                 raise LockBusyError(
                     f"contact {busy} is being handed off by another worker (another of its deals); "
@@ -110,28 +123,55 @@ class ContactLocks:
                 )
             # Jitter, so two handoffs backing off from each other do not meet again in step.
             time.sleep(random.uniform(0.05, 0.25))
+        self._renewer = threading.Thread(target=self._keep_alive, name="renew contact locks", daemon=True)
+        self._renewer.start()
+        return self
 
     def _take_all(self) -> str | None:
-        """Take every lock in order; on the first busy one, let go of the rest and name it."""
-        taken: list[RenewedLock] = []
-        for contact_id, lock in zip(self.contact_ids, self.locks, strict=True):
-            if not lock.acquire():
-                for held in reversed(taken):
-                    held.release()
-                return contact_id
-            taken.append(lock)
-        return None
+        """Every lock in one round trip, in id order; when one is busy, let go of those taken and
+        name the busy contact."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys:
+            pipe.set(key, self.token, nx=True, px=self.ttl_ms)
+        taken = [bool(ok) for ok in pipe.execute()]
+        if all(taken):
+            return None
+        self._release([key for key, ok in zip(self.keys, taken, strict=True) if ok])
+        return self.contact_ids[taken.index(False)]
+
+    def _release(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.eval(RELEASE_SCRIPT, 1, key, self.token)
+        pipe.execute()
+
+    def _keep_alive(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for key in self.keys:
+                    pipe.eval(EXTEND_SCRIPT, 1, key, self.token, self.ttl_ms)
+                renewed = pipe.execute()
+            except redis.RedisError:
+                log.warning("could not renew %d contact lock(s); trying again", len(self.keys))
+                continue
+            self.lost = [c for c, ok in zip(self.contact_ids, renewed, strict=True) if not ok]
+            if self.lost:
+                return
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for lock in reversed(self.locks):
-            lock.release()
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        self._release(self.keys)
 
     def ensure_held(self) -> None:
-        lost = [c for c, lock in zip(self.contact_ids, self.locks, strict=True) if lock.lost]
-        if lost:
+        if self.lost:
             raise LockBusyError(
-                f"the lock on contact {lost[0]} expired while this worker held it; "
+                f"the lock on contact {self.lost[0]} expired while this worker held it; "
                 "another worker may be deciding about it"
             )

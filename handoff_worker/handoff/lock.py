@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 15.0
 
-_RELEASE = """
+RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_EXTEND = """
+EXTEND_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
@@ -72,12 +72,12 @@ class RenewedLock:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
-        self.client.eval(_RELEASE, 1, self.key, self.token)
+        self.client.eval(RELEASE_SCRIPT, 1, self.key, self.token)
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
-                if not self.client.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
+                if not self.client.eval(EXTEND_SCRIPT, 1, self.key, self.token, self.ttl_ms):
                     self.lost = True
                     return
             except redis.RedisError:
