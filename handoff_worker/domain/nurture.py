@@ -106,6 +106,23 @@ class RecyclingRules:
     second_loss: SecondLossPolicy = SecondLossPolicy.KEEP
 
 
+# HubSpot's standard stages from "sales works this person" on (see the hubspot facts); a
+# portal's custom stages can be added in the YAML.
+SALES_LIFECYCLE_STAGES = frozenset({"salesqualifiedlead", "opportunity", "customer", "evangelist"})
+SALES_LEAD_STATUSES = frozenset({"IN_PROGRESS", "OPEN_DEAL", "CONNECTED"})
+
+
+@dataclass(frozen=True)
+class CameBackTriggers:
+    """What tells that sales works a recycled contact again (`came_back:` in the YAML): the contact
+    then leaves its nurture and its episode closes (see domain/reengagement.py)."""
+
+    new_open_deal: bool = True  # a deal in an open stage the episode did not start from
+    reopened_deal: bool = True  # a deal the contact was recycled from, in an open stage again
+    lifecycle_stages: frozenset[str] = SALES_LIFECYCLE_STAGES  # moved by someone else to one of these
+    lead_statuses: frozenset[str] = SALES_LEAD_STATUSES  # set by someone else to one of these
+
+
 @dataclass(frozen=True)
 class NurtureRules:
     reasons: tuple[ReasonRule, ...]
@@ -114,6 +131,7 @@ class NurtureRules:
     markers: MarkerProperties = MarkerProperties()
     owner_tasks: OwnerTasks = OwnerTasks()
     recycling: RecyclingRules = RecyclingRules()
+    came_back: CameBackTriggers = CameBackTriggers()
 
     def reason_for(self, raw: str | None) -> ReasonRule | None:
         """The rule for a reason property's value: matched on the option value, then the label,

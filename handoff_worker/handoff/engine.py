@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from handoff_worker.domain.journey import Journey
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.domain.rules import HandoffPlan, build_plan
@@ -50,6 +51,7 @@ from handoff_worker.handoff.lifecycle import LifecycleWriter
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether, RecordLock
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
+from handoff_worker.handoff.reengagement import Reengagement
 from handoff_worker.handoff.run_record import ContactOutcome, ContactResult, HandoffRun, Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.handoff.workflow_ids import WorkflowIds
@@ -85,6 +87,9 @@ class HandoffEngine:
         self.workflow_ids = WorkflowIds(client, gateway)
         self.leaving = Leaving(gateway, self.ledger, self.workflow_ids)
         self.nurturing = Nurturing(gateway, self.ledger, self.workflow_ids)
+        self.reengagement = Reengagement(
+            gateway, client, self.journeys, self.workflow_ids, clock=clock, lock_ttl=lock_ttl
+        )
 
     # ----------------------------------------------------------------- entry points
 
@@ -133,6 +138,8 @@ class HandoffEngine:
         seen = self.facts.sight(run.kind, run.object_id, rules)
         if not isinstance(seen, LostRecord):
             self._settle(run, seen)
+            if isinstance(seen, NotLost) and seen.record is not None and not self.dry_run:
+                self._came_back(run, seen, rules)
             return
         loss = self._loss(seen)
         run.loss_id = loss.loss_id
@@ -167,6 +174,7 @@ class HandoffEngine:
                 return
             # The journeys first: a crash after this re-runs the same decisions, never new ones.
             self.journeys.save(plan.journeys, previous=journeys)
+            self._keep_lead_statuses_at_start(plan, facts, journeys, rules)
             # 3. lifecycle
             moved = self.lifecycle.apply(run, held, loss, plan)
             # 4. nurtures: out of the old, then into the new
@@ -207,6 +215,31 @@ class HandoffEngine:
                     self.ledger.close_loss(run.kind, run.object_id)
                     self.ledger.clear_waiting(run.kind, run.object_id)
                     remove_failure(self.redis, run.kind, run.object_id)
+
+    def _came_back(self, run: HandoffRun, seen: NotLost, rules: NurtureRules) -> None:
+        """A deal open (again), or a contact not unqualified: sales may have a recycled contact back."""
+        assert seen.record is not None
+        if seen.outcome is Outcome.DEAL_OPEN:
+            self.reengagement.deal_open(run, seen.record.id, rules)
+        elif run.kind is RecordKind.CONTACT:
+            self.reengagement.contact_seen(run, seen.record, rules)
+        if run.errors:
+            self._dead_letter(run, "; ".join(run.errors))
+
+    def _keep_lead_statuses_at_start(
+        self, plan: HandoffPlan, facts: HandoffFacts, before: dict[str, Journey], rules: NurtureRules
+    ) -> None:
+        """The lead status of each contact whose episode starts now: a status it already had is
+        no sign that sales took it back (see domain/reengagement.py)."""
+        status_property = rules.leads.status_property
+        contacts = {c.id: c for c in facts.contacts}
+        started = {
+            j.contact_id: (j.episode.number, contacts[j.contact_id].get(status_property) or "")
+            for j in plan.journeys
+            if j.contact_id in contacts
+            and (before.get(j.contact_id) is None or before[j.contact_id].episode.number != j.episode.number)
+        }
+        self.reengagement.lead_statuses.record(started)
 
     def _loss(self, lost: LostRecord) -> Loss:
         current = self.ledger.current_loss(lost.kind, lost.record.id)

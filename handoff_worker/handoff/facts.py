@@ -61,6 +61,7 @@ class UnknownStage:
 @dataclass(frozen=True)
 class NotLost:
     outcome: Outcome
+    record: CrmObject | None = None  # as read: a deal open again, a contact sales may work again
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class FactReader:
                 "pipeline settings, then replay"
             )
         if status is not DealStatus.LOST:
-            return NotLost(NOT_LOST_OUTCOMES[status])
+            return NotLost(NOT_LOST_OUTCOMES[status], deal)
         return LostRecord(
             RecordKind.DEAL,
             deal,
@@ -232,8 +233,11 @@ class FactReader:
         self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules, contact_ids: Sequence[str]
     ) -> _Gathered:
         deal = lost.record
+        # The lead status too, in the same read: kept when an episode starts (see reengagement.py).
         contacts = (
-            self.gateway.batch_read(ObjectType.CONTACT, contact_ids, CONTACT_PROPERTIES)
+            self.gateway.batch_read(
+                ObjectType.CONTACT, contact_ids, [*CONTACT_PROPERTIES, rules.leads.status_property]
+            )
             if contact_ids
             else []
         )
@@ -266,7 +270,7 @@ class FactReader:
         except NotFoundError:
             return NotFound()
         if not is_unqualified(contact.properties, leads):
-            return NotLost(Outcome.NOT_UNQUALIFIED)
+            return NotLost(Outcome.NOT_UNQUALIFIED, contact)
         return LostRecord(
             RecordKind.CONTACT,
             contact,

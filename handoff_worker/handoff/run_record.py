@@ -47,6 +47,7 @@ class ContactOutcome(StrEnum):
     SKIPPED = "skipped"  # not eligible (why is in `why`)
     RECYCLED = "recycled"
     RESUMED = "resumed"  # an earlier run moved its stage; this one finished its nurtures
+    CAME_BACK = "came_back"  # sales works it again: taken out of its nurture
     FAILED = "failed"
 
 

@@ -35,6 +35,7 @@ from handoff_worker.domain.events import (
     decide_all,
 )
 from handoff_worker.domain.nurture import NurtureRules
+from handoff_worker.domain.rules import LIFECYCLE_PROPERTY
 from handoff_worker.intake import metrics
 from handoff_worker.intake.broker import publisher_for
 from handoff_worker.intake.dispatch import Dispatcher, DispatchResult, QueueUnavailableError
@@ -56,9 +57,11 @@ def _fixed(rules: NurtureRules) -> Callable[[], NurtureRules]:
 
 def watched_properties(rules: NurtureRules) -> WatchedProperties:
     """The property names whose changes can start or unblock a handoff."""
+    # A lifecycle stage moved to a sales stage may mean sales has a recycled contact back.
+    came_back = {LIFECYCLE_PROPERTY} if rules.came_back.lifecycle_stages else set()
     return WatchedProperties(
         deal=frozenset({"dealstage", rules.deals.reason_property}),
-        contact=frozenset({rules.leads.status_property, rules.leads.reason_property}),
+        contact=frozenset({rules.leads.status_property, rules.leads.reason_property, *came_back}),
     )
 
 

@@ -29,6 +29,7 @@ TOP_KEYS = (
     "markers",
     "owner_tasks",
     "recycling",
+    "came_back",
     "reasons",
 )
 

@@ -8,6 +8,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from handoff_worker.domain.nurture import (
+    CameBackTriggers,
     DealRules,
     LeadRules,
     MarkerProperties,
@@ -66,6 +67,15 @@ def _stages(value: object, where: Where, context: Context, problems: Problems) -
         stage
         for item, item_where in items(value, where, problems, "[customer, evangelist]")
         if (stage := lifecycle_stage(item, item_where, context.stages, problems))
+    )
+
+
+def _lead_statuses(value: object, where: Where, _context: Context, problems: Problems) -> frozenset[str]:
+    # HubSpot's option values are case-sensitive: kept as written.
+    return frozenset(
+        status
+        for item, item_where in items(value, where, problems, "[IN_PROGRESS, OPEN_DEAL, CONNECTED]")
+        if (status := text(item, item_where, problems, "IN_PROGRESS"))
     )
 
 
@@ -229,8 +239,19 @@ RECYCLING = Section(
     build=model(RecyclingRules),
     example="recycling:\n  lifecycle_stage: ...",
 )
+CAME_BACK = Section(
+    keys=(
+        Key("new_open_deal", _yes_no),
+        Key("reopened_deal", _yes_no),
+        Key("lifecycle_stages", _stages),
+        Key("lead_statuses", _lead_statuses),
+    ),
+    build=model(CameBackTriggers),
+    example="came_back:\n  new_open_deal: ...",
+)
 # The sections of settings, each filling the NurtureRules field of its name.
 SETTINGS_SECTIONS = {
+    "came_back": CAME_BACK,
     "deals": DEALS,
     "leads": LEADS,
     "markers": MARKERS,

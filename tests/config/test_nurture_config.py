@@ -181,7 +181,7 @@ BROKEN = [
     pytest.param(
         MINIMAL + "colour: blue\n",
         "6 colour: unknown key 'colour'; Allowed here: version, custom_lifecycle_stages, deals, leads, "
-        "markers, owner_tasks, recycling, reasons",
+        "markers, owner_tasks, recycling, came_back, reasons",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(

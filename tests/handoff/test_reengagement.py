@@ -1,0 +1,213 @@
+"""Sales works a recycled contact again: the worker takes it out of its nurture. Over the sandbox
+(real SDK over HTTP, real Redis), asserted on what HubSpot shows for the contact; each run is the
+one the webhook's task makes (the deal's or the contact's handoff, re-reading HubSpot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handoff_worker.domain.events import EventKind, UnitKind, WatchedProperties, decide, parse_events
+from handoff_worker.domain.journey import JourneyState
+from handoff_worker.handoff.engine import HandoffEngine
+from handoff_worker.intake.app import watched_properties
+from handoff_worker.nurture_config import RulesStore
+
+RULES = """\
+version: 1
+reasons:
+  Pricing:
+    nurture:
+      - workflow: 5103
+        name: Pricing nurture
+      - list: 702
+        name: Pricing list
+      - property: {{name: nurture_track, value: pricing}}
+        name: Pricing track
+{came_back}
+"""
+IN_NURTURE = {"workflows": ["5103"], "lists": ["702"], "track": "pricing"}
+OUT_OF_NURTURE = {"workflows": [], "lists": [], "track": ""}
+
+
+@pytest.fixture(params=[""])
+def came_back(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def rules_path(tmp_path: Path, came_back: str) -> Path:
+    path = tmp_path / "nurture.yaml"
+    path.write_text(RULES.format(came_back=came_back))
+    return path
+
+
+def shows(engine: HandoffEngine, hub: Any, contact_id: str) -> dict[str, Any]:
+    """The contact as HubSpot shows it, through HubSpot's own read endpoints."""
+    return {
+        "workflows": sorted(engine.gateway.current_enrollments(contact_id)),
+        "lists": ["702"] if contact_id in engine.gateway.list_members("702") else [],
+        "track": hub.control.object("contacts", contact_id)["properties"].get("nurture_track") or "",
+    }
+
+
+def recycled(engine: HandoffEngine, hub: Any) -> None:
+    """Deal 2001 (contacts 3001, 3002) lost for Pricing and handed off: both nurtured."""
+    hub.control.lose_deal("2001", "Pricing")
+    assert engine.handoff_deal("2001", "webhook").outcome == "handed_off"
+    assert shows(engine, hub, "3001") == IN_NURTURE
+
+
+def came_back_how(engine: HandoffEngine, contact_id: str) -> str | None:
+    journey = engine.journeys.get(contact_id)
+    assert journey is not None
+    assert journey.episode.state is JourneyState.CAME_BACK
+    assert journey.episode.came_back_at
+    return journey.episode.came_back_how
+
+
+def test_a_new_open_deal_takes_the_contact_out_of_its_nurture(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    deal = hub.control.rep_create(
+        "deals", {"dealname": "Again", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(deal["id"], "3001")
+    run = engine.handoff_deal(str(deal["id"]), "webhook")
+    assert run.outcome == "deal_open" and run.contacts["3001"].outcome == "came_back"
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+    assert came_back_how(engine, "3001") == f"deal {deal['id']} opened"
+    # 3002 is not on the new deal: marketing keeps it.
+    assert shows(engine, hub, "3002") == IN_NURTURE
+    # The same event again (a retry, a duplicate) changes nothing more.
+    assert engine.handoff_deal(str(deal["id"]), "webhook").contacts == {}
+
+
+def test_the_new_deal_lost_later_starts_a_new_episode(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    deal = hub.control.rep_create(
+        "deals", {"dealname": "Again", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(deal["id"], "3001")
+    engine.handoff_deal(str(deal["id"]), "webhook")
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+    hub.control.lose_deal(str(deal["id"]), "Pricing")
+    assert engine.handoff_deal(str(deal["id"]), "webhook").outcome == "handed_off"
+    journey = engine.journeys.get("3001")
+    assert journey is not None and journey.episode.number == 2
+    assert journey.episode.state is JourneyState.RECYCLED
+    past = engine.journeys.past_episodes("3001")
+    assert [p.episode.came_back_how for p in past] == [f"deal {deal['id']} opened"]
+    assert shows(engine, hub, "3001")["lists"] == ["702"]
+
+
+def test_a_reopened_deal_takes_its_contacts_out(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    hub.control.rep_update("deals", "2001", {"dealstage": "qualifiedtobuy"})
+    run = engine.handoff_deal("2001", "webhook")
+    assert {c: r.outcome for c, r in run.contacts.items()} == {"3001": "came_back", "3002": "came_back"}
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE and shows(engine, hub, "3002") == OUT_OF_NURTURE
+    assert came_back_how(engine, "3001") == "deal 2001 reopened"
+
+
+def test_lifecycle_stage_moved_to_a_sales_stage(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    hub.control.rep_update("contacts", "3001", {"lifecyclestage": "salesqualifiedlead"})
+    run = engine.handoff_contact("3001", "webhook")
+    assert run.outcome == "not_unqualified" and run.contacts["3001"].outcome == "came_back"
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+    assert came_back_how(engine, "3001") == "lifecycle stage set to salesqualifiedlead"
+
+
+def test_lead_status_set_by_sales_but_not_the_one_it_had(hub: Any, engine: HandoffEngine) -> None:
+    # The contact still shows OPEN_DEAL from its lost deal: that is no sign of sales.
+    hub.control.rep_update("contacts", "3001", {"hs_lead_status": "OPEN_DEAL"})
+    recycled(engine, hub)
+    assert engine.handoff_contact("3001", "webhook").contacts == {}
+    assert shows(engine, hub, "3001") == IN_NURTURE
+    hub.control.rep_update("contacts", "3001", {"hs_lead_status": "CONNECTED"})
+    assert engine.handoff_contact("3001", "webhook").contacts["3001"].outcome == "came_back"
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+    assert came_back_how(engine, "3001") == "lead status set to CONNECTED"
+
+
+@pytest.mark.parametrize(
+    "came_back",
+    ["came_back:\n  new_open_deal: false\n  lifecycle_stages: []\n  lead_statuses: []"],
+    indirect=True,
+)
+def test_triggers_turned_off_in_the_yaml_keep_the_nurture(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    deal = hub.control.rep_create(
+        "deals", {"dealname": "Again", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(deal["id"], "3001")
+    hub.control.rep_update(
+        "contacts", "3001", {"lifecyclestage": "opportunity", "hs_lead_status": "IN_PROGRESS"}
+    )
+    engine.handoff_deal(str(deal["id"]), "webhook")
+    engine.handoff_contact("3001", "webhook")
+    assert shows(engine, hub, "3001") == IN_NURTURE
+    # Reopening is still on (its default).
+    hub.control.rep_update("deals", "2001", {"dealstage": "qualifiedtobuy"})
+    engine.handoff_deal("2001", "webhook")
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+
+
+def test_the_cost_of_a_reengagement_in_hubspot_calls(hub: Any, engine: HandoffEngine) -> None:
+    recycled(engine, hub)
+    engine.workflow_ids.legacy_ids(["5103"])  # warm, as in a running worker
+    deal = hub.control.rep_create(
+        "deals", {"dealname": "Again", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(deal["id"], "3001")
+    run = engine.handoff_deal(str(deal["id"]), "webhook")
+    # get deal, its contacts, their emails, one unenrollment, one list removal, one property clear.
+    assert run.api_calls == 6
+    # An open deal of contacts nobody recycled: the deal and its contacts only.
+    other = hub.control.rep_create(
+        "deals", {"dealname": "Fresh", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(other["id"], "3003")
+    assert engine.handoff_deal(str(other["id"]), "webhook").api_calls == 2
+
+
+def test_the_intake_routes_what_re_engagement_needs(rules_path: Path) -> None:
+    watched = watched_properties(RulesStore(rules_path).current())
+    assert "lifecyclestage" in watched.contact and "hs_lead_status" in watched.contact
+    events = parse_events(
+        [
+            {"subscriptionType": "deal.creation", "objectId": 9001, "occurredAt": 1},
+            {
+                "subscriptionType": "deal.associationChange",
+                "objectId": 9001,
+                "associationType": "CONTACT_TO_DEAL",
+                "fromObjectId": 3001,
+                "toObjectId": 9002,
+            },
+            {
+                "subscriptionType": "contact.propertyChange",
+                "objectId": 3001,
+                "propertyName": "lifecyclestage",
+                "propertyValue": "opportunity",
+                "changeSource": "CRM_UI",
+                "sourceId": "userId:1",
+            },
+            {
+                "subscriptionType": "contact.propertyChange",
+                "objectId": 3001,
+                "propertyName": "lifecyclestage",
+                "propertyValue": "lead",
+                "changeSource": "INTEGRATION",
+                "sourceId": "77",
+            },
+        ]
+    )
+    units = [decide(e, watched=watched, app_id="77").units for e in events]
+    assert units[0][0].kind is UnitKind.DEAL and units[0][0].object_id == "9001"
+    assert units[1][0].kind is UnitKind.DEAL and units[1][0].object_id == "9002"
+    assert units[2][0].kind is UnitKind.CONTACT and units[2][0].object_id == "3001"
+    assert units[3] == ()  # our own write
+    assert events[1].kind is EventKind.ASSOCIATION_CHANGE
+    assert not WatchedProperties(deal=frozenset(), contact=frozenset()).contact
