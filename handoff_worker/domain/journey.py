@@ -43,11 +43,7 @@ class LossDecision(StrEnum):
     END = "end"  # a reason that never nurtures: the current nurture is left
     NOT_NURTURED = "not_nurtured"  # a reason that never nurtures, no episode running: nothing
     REPEAT = "repeat"  # this loss was already taken in: as decided then (a retry, a resync)
-
-    @property
-    def writes(self) -> bool:
-        """Does the contact get writes for this loss (a lifecycle move, a nurture to enter)?"""
-        return self in {LossDecision.NEW_EPISODE, LossDecision.SWITCH, LossDecision.END}
+    CAME_BACK = "came_back"  # not a loss: sales works the contact again (`on_came_back`)
 
 
 @dataclass(frozen=True)
@@ -240,7 +236,7 @@ def on_came_back(journey: Journey, *, at: str, how: str) -> JourneyStep:
     if episode.state is not JourneyState.RECYCLED:
         return JourneyStep(journey, LossDecision.REPEAT)
     back = _came_back(episode, at=at, how=how, by=f"came_back:{at}")
-    return JourneyStep(replace(journey, episode=back), LossDecision.END, leave=episode.nurtures)
+    return JourneyStep(replace(journey, episode=back), LossDecision.CAME_BACK, leave=episode.nurtures)
 
 
 def _came_back(episode: Episode, *, at: str, how: str, by: str) -> Episode:

@@ -186,7 +186,8 @@ def test_two_losses_in_either_order_enter_one_nurture(order: tuple[int, int]) ->
 
 def test_came_back_leaves_the_nurture_and_the_next_loss_starts_a_new_episode() -> None:
     back = on_came_back(IN_PRICING, at="2026-12-02T09:00:00", how="deal 2009 created")
-    assert back.leave == PRICING and back.journey.episode.state is JourneyState.CAME_BACK
+    assert back.decision is LossDecision.CAME_BACK and back.leave == PRICING
+    assert back.journey.episode.state is JourneyState.CAME_BACK
     assert back.journey.episode.came_back_how == "deal 2009 created"
     assert on_came_back(back.journey, at="later", how="again").leave == ()  # a duplicate is harmless
     step = on_loss(back.journey, loss("deal:2009:1", "Pricing", PRICING), KEEP, "2026-12-03")
