@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from handoff_worker.cli import COMMANDS, SELF_CONTAINED
+
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Sw0rdf1sh-do-not-print"
 
@@ -34,7 +36,10 @@ OPS_COMMANDS = [
     (["resync", "--deal", "1", "--inline"], "resync"),
     (["config", "check", "--remote"], "config check"),
     (["config", "setup-properties"], "config setup-properties"),
+    (["journey", "3001"], "journey"),
 ]
+# Commands that never read REDIS_URL (settings only shows it: see the malformed-URL test).
+NO_REDIS = {*SELF_CONTAINED, "settings"}
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -76,6 +81,10 @@ def test_redis_down_is_one_line_naming_redis_url(args: list[str], command: str, 
     result = run_cli(args, settings_env(down), tmp_path)
     line = assert_one_line_for_people(result, "REDIS_URL", "Start Redis", "redis://***@127.0.0.1")
     assert line.startswith(f"handoff-worker {command}: cannot reach Redis at")
+
+
+def test_every_command_that_uses_redis_is_checked_with_redis_down() -> None:
+    assert {args[0] for args, _ in OPS_COMMANDS} == set(COMMANDS) - NO_REDIS
 
 
 @pytest.fixture
