@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "sandbox_command",
         "Run the HubSpot sandbox: a local stand-in for HubSpot's API and webhooks.",
     ),
+    "rehearse": (
+        "handoff_worker.rehearse",
+        "rehearse_command",
+        "Rehearse locally: a HubSpot sandbox plus the Procfile's processes, wired to each other.",
+    ),
     "config": (
         "handoff_worker.commands.config",
         "config_group",

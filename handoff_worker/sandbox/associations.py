@@ -77,9 +77,21 @@ def parse_association(
     from_type: str, association: dict[str, Any], existing: Mapping[str, Container[str]]
 ) -> tuple[str, str]:
     """(to type, to id) of one `associations` entry of a create request; 400 when HubSpot would."""
-    to_id = str(association.get("to", {}).get("id", ""))
-    for spec in association.get("types", []):
-        type_id = int(spec.get("associationTypeId", -1))
+    shape = (
+        '{"to": {"id": "3001"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", '
+        '"associationTypeId": 3}]}'
+    )
+    target = association.get("to") if isinstance(association, dict) else None
+    types = association.get("types") if isinstance(association, dict) else None
+    well_formed = isinstance(types, list) and all(isinstance(t, dict) for t in types)
+    if not isinstance(target, dict) or not well_formed:
+        raise validation_error(f"Each entry of associations must look like {shape}, got {association!r}.")
+    to_id = str(target.get("id", ""))
+    for spec in types:
+        try:
+            type_id = int(spec.get("associationTypeId", -1))
+        except (TypeError, ValueError):
+            raise validation_error(f"associationTypeId must be a number, got {spec!r}.") from None
         for (source_type, to_type), known in ASSOCIATION_TYPE_IDS.items():
             if source_type == from_type and known == type_id:
                 if to_id not in existing[to_type]:

@@ -20,9 +20,18 @@ def _check_rate(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _check_secret(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter(
+            "is empty: webhooks signed with an empty secret prove nothing. Give the worker's "
+            f"HUBSPOT_CLIENT_SECRET, or leave the option out for {DEFAULT_CLIENT_SECRET!r}"
+        )
+    return value
+
+
 @click.command("sandbox")
 @click.option(
-    "--port", type=int, default=8765, show_default=True, help="Port to listen on (0 picks a free one)."
+    "--port", type=int, default=8090, show_default=True, help="Port to listen on (0 picks a free one)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option(
@@ -32,13 +41,16 @@ def _check_rate(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="JSON seed file (format in docs/sandbox.md). Default: the bundled demo portal.",
 )
 @click.option(
-    "--webhook-url", help="Where to POST signed webhook events, e.g. http://127.0.0.1:8000/webhooks/hubspot."
+    "--webhook-url",
+    help="Where to POST signed webhook events, e.g. http://127.0.0.1:5000/webhooks/hubspot "
+    "(5000: the web process's PORT under honcho and `handoff-worker rehearse`).",
 )
 @click.option(
     "--client-secret",
     default=DEFAULT_CLIENT_SECRET,
     show_default=True,
     envvar="SANDBOX_CLIENT_SECRET",
+    callback=_check_secret,
     help="Secret that signs webhooks; must equal the worker's HUBSPOT_CLIENT_SECRET.",
 )
 @click.option(

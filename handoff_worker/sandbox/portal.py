@@ -165,6 +165,8 @@ class Portal:
         with self.lock:
             resolved = resolve_type(object_type)
             self.schema.validate(resolved, values)
+            if associations is not None and not isinstance(associations, list):
+                raise validation_error(f"associations must be a list of associations, got {associations!r}.")
             planned_links = [parse_association(resolved, a, self.objects) for a in associations or []]
             now = self.now_ms()
             properties = {k: "" if v is None else str(v) for k, v in values.items()}

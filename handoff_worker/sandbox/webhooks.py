@@ -27,7 +27,7 @@ MAX_IN_FLIGHT = 10
 DEFAULT_RETRY_DELAYS_S = (60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
 DEFAULT_WATCHED = {
     "deals": ["dealstage", "closed_lost_reason"],
-    "contacts": ["hs_lead_status", "lifecyclestage"],
+    "contacts": ["hs_lead_status", "handoff_unqualified_reason", "lifecyclestage"],
 }
 
 
