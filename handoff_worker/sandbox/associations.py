@@ -83,8 +83,11 @@ def parse_association(
     )
     target = association.get("to") if isinstance(association, dict) else None
     types = association.get("types") if isinstance(association, dict) else None
-    well_formed = isinstance(types, list) and all(isinstance(t, dict) for t in types)
-    if not isinstance(target, dict) or not well_formed:
+    if (
+        not isinstance(target, dict)
+        or not isinstance(types, list)
+        or not all(isinstance(t, dict) for t in types)
+    ):
         raise validation_error(f"Each entry of associations must look like {shape}, got {association!r}.")
     to_id = str(target.get("id", ""))
     for spec in types:
