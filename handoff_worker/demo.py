@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from celery.exceptions import SecurityWarning
+
+if TYPE_CHECKING:
+    from handoff_worker.presentation import Names
 
 DEMO_APP_ID = 424242
 
@@ -35,6 +41,7 @@ class DemoResult:
     list_memberships: dict[str, Any]
     audits: list[dict[str, Any]]
     api_calls: int
+    owners: dict[str, str] = field(default_factory=dict)  # owner id -> name
 
 
 def _steps() -> list[Step]:
@@ -146,12 +153,19 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
         install_wiring(wired)
         stack.callback(install_wiring, None)
 
-        celery_app.conf.update(broker_url="memory://", broker_transport=None, broker_transport_options={})
+        # The demo's logging stays as `demo_command` set it (quiet, or --verbose): Celery would
+        # otherwise replace the root logger's set-up with its own when the worker starts.
+        celery_app.conf.update(
+            broker_url="memory://",
+            broker_transport=None,
+            broker_transport_options={},
+            worker_hijack_root_logger=False,
+        )
         worker = celery_app.Worker(
             pool="solo",
             concurrency=1,
             queues=[HANDOFF_QUEUE],
-            loglevel="WARNING",
+            loglevel=logging.getLevelName(logging.getLogger().level),
             quiet=True,
             redirect_stdouts=False,
             without_heartbeat=True,
@@ -192,7 +206,22 @@ def run_demo(config_path: Path, *, echo: Callable[[str], None] = print, pause: f
             list_memberships=control.list_memberships(),
             audits=recent_audits(fake_redis, 1000),
             api_calls=gateway.calls_made,
+            owners=_owner_names(sandbox.url, access_token),
         )
+
+
+def _owner_names(sandbox_url: str, access_token: str) -> dict[str, str]:
+    """Owner id -> name, read as any HubSpot client reads owners."""
+    import requests
+
+    answer = requests.get(
+        f"{sandbox_url}/crm/v3/owners", headers={"Authorization": f"Bearer {access_token}"}, timeout=10
+    )
+    answer.raise_for_status()
+    return {
+        str(o["id"]): f"{o.get('firstName', '')} {o.get('lastName', '')}".strip()
+        for o in answer.json().get("results", [])
+    }
 
 
 def _settle(sandbox: Any, fake_redis: Any, *, quiet_seconds: float = 4.0, timeout: float = 90.0) -> None:
@@ -216,55 +245,71 @@ def _settle(sandbox: Any, fake_redis: Any, *, quiet_seconds: float = 4.0, timeou
     raise RuntimeError("the demo did not settle within 90 s: run it with --verbose to see why")
 
 
-def format_result(result: DemoResult) -> str:
-    contacts = {c["id"]: c["properties"] for c in result.contacts}
-    by_record: dict[tuple[str, str], dict[str, Any]] = {}
-    for audit in result.audits:  # newest first: keep the latest outcome per record
-        by_record.setdefault((audit.get("kind", ""), str(audit.get("object_id", ""))), audit)
+def demo_names(result: DemoResult) -> Names:
+    """Deal, contact and owner names as the sandbox holds them, for the summary."""
+    from handoff_worker.presentation import Names
 
+    def person(props: dict[str, Any]) -> str:
+        return f"{props.get('firstname', '')} {props.get('lastname', '')}".strip()
+
+    return Names(
+        deals={d["id"]: d["properties"].get("dealname", "") for d in result.deals},
+        contacts={c["id"]: person(c["properties"]) for c in result.contacts},
+        owners=result.owners,
+    )
+
+
+def format_result(result: DemoResult) -> str:
+    from handoff_worker.presentation import record_lines
+
+    names = demo_names(result)
+    contacts = {c["id"]: c["properties"] for c in result.contacts}
     lines = ["", "What happened", "============="]
-    for (kind, object_id), audit in sorted(by_record.items(), key=lambda kv: kv[0][1]):
-        reason = audit.get("reason") or "-"
-        lines.append(
-            f"{kind} {object_id}: {audit.get('outcome')}  (reason: {reason}; "
-            f"{audit.get('api_calls', '?')} API calls)"
-        )
-        for contact_id, outcome in sorted((audit.get("contacts") or {}).items()):
-            props = contacts.get(contact_id, {})
-            name = f"{props.get('firstname', '')} {props.get('lastname', '')}".strip() or contact_id
-            why = f" — {outcome.get('why')}" if outcome.get("why") else ""
-            lines.append(
-                f"    {name:12} {outcome.get('outcome', ''):10} lifecycle now "
-                f"{props.get('lifecyclestage') or '(empty)'}{why}"
-            )
+    for audit in latest_audits(result):
+        lines += record_lines(audit, names)
     lines += ["", "Owner tasks created"]
     for task in result.tasks:
-        lines.append(
-            f"    {task['properties'].get('hs_task_subject')} "
-            f"(owner {task['properties'].get('hubspot_owner_id')})"
-        )
+        owner = names.owner(str(task["properties"].get("hubspot_owner_id")))
+        lines.append(f"    for {owner}: {task['properties'].get('hs_task_subject')}")
+        lines.append(f"        {task['properties'].get('hs_task_body')}")
 
-    def names(ids: list[str]) -> str:
-        return ", ".join(
-            f"{contacts.get(i, {}).get('firstname', '')} {contacts.get(i, {}).get('lastname', '')}".strip()
-            or i
-            for i in ids
-        )
+    def listed(ids: list[str]) -> str:
+        return ", ".join(names.contact(i) for i in ids)
 
     lines += ["", "Nurture enrollments"]
     for workflow_id, detail in sorted(result.enrollments.items()):
         if isinstance(detail, dict) and detail.get("contactIds"):
-            lines.append(
-                f"    workflow {workflow_id} {detail.get('name', '')!r}: {names(detail['contactIds'])}"
-            )
+            lines.append(f"    workflow {detail.get('name', workflow_id)}: {listed(detail['contactIds'])}")
     for list_id, detail in sorted(result.list_memberships.items()):
         if isinstance(detail, dict) and detail.get("memberIds"):
-            lines.append(f"    list {list_id} {detail.get('name', '')!r}: {names(detail['memberIds'])}")
+            lines.append(f"    list {detail.get('name', list_id)}: {listed(detail['memberIds'])}")
     property_nurtured = [c["id"] for c in result.contacts if c["properties"].get("nurture_track")]
     if property_nurtured:
-        lines.append(f"    property nurture: {names(property_nurtured)}")
+        tracks = {contacts[i]["nurture_track"] for i in property_nurtured}
+        lines.append(f"    nurture track {', '.join(sorted(tracks))}: {listed(property_nurtured)}")
     lines += ["", f"HubSpot API calls made by the worker: {result.api_calls}"]
     return "\n".join(lines)
+
+
+def latest_audits(result: DemoResult) -> list[dict[str, Any]]:
+    """The latest run of each record, in id order: what the record ended as."""
+    by_record: dict[tuple[str, str], dict[str, Any]] = {}
+    for audit in result.audits:  # newest first
+        by_record.setdefault((str(audit.get("kind", "")), str(audit.get("object_id", ""))), audit)
+    return [by_record[key] for key in sorted(by_record, key=lambda k: (k[1], k[0]))]
+
+
+def _show_logs(verbose: bool) -> logging.Handler:
+    """--verbose: every log line of ours and of the libraries at INFO, on stderr; otherwise none
+    (what went wrong is in the summary)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.ERROR)
+    for noisy in ("celery", "kombu", "handoff_worker", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+    return handler
 
 
 @click.command("demo")
@@ -285,14 +330,22 @@ def demo_command(config_path: Path, verbose: bool) -> None:
     another open deal) and disqualify a lead; then prints what happened to each deal and contact,
     and the API calls spent.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(message)s")
-    if not verbose:
-        for noisy in ("celery", "kombu", "handoff_worker", "werkzeug"):
-            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     from handoff_worker.errors import HandoffError
+    from handoff_worker.presentation import handoff_failed
 
+    handler = _show_logs(verbose)
+    # Celery warns when a worker runs as root because a worker that unpickles messages could be
+    # made to run code; the demo's worker takes JSON from an in-process queue only.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     try:
         result = run_demo(config_path, echo=click.echo)
     except HandoffError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        logging.getLogger().removeHandler(handler)
     click.echo(format_result(result))
+    failed = [audit for audit in latest_audits(result) if handoff_failed(audit)]
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} handoff(s) failed (above): run the demo with --verbose to see every step"
+        )

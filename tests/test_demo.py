@@ -3,7 +3,9 @@
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from handoff_worker.cli import main
 from handoff_worker.demo import format_result, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,4 +45,31 @@ def test_demo_tells_the_whole_story_and_hubspot_ends_in_the_right_state() -> Non
     assert result.api_calls > 0
 
     table = format_result(result)
-    assert "Dana Lee" in table and "open_deal" in table and "not_recycled" in table
+    # Names and sentences for people; the engine's codes only in --json and logs.
+    assert "Deal Acme expansion (lost: Pricing): 2 of 2 contacts recycled" in table
+    assert "Dana Lee     recycled to lead, enrolled in Pricing and ROI nurture" in table
+    assert "Ria Shah     left alone: still on the open deal Umbrella direct" in table
+    assert "Deal Initech renewal (lost: Competitor): nobody recycled: Competitor is never nurtured" in table
+    assert "for Jordan Reyes: Add a lost reason to Globex pilot" in table
+    for code in ("handed_off", "deal_open", "clear_then_set", "not_recycled", "open_deal", "partial_failure"):
+        assert code not in table, code
+
+
+@pytest.mark.slow
+def test_demo_shows_a_failed_step_with_its_error_and_exits_non_zero(tmp_path: Path) -> None:
+    broken = tmp_path / "nurture.yaml"
+    # A workflow HubSpot does not have: the Pricing enrollment fails for good.
+    broken.write_text((ROOT / "config/nurture.yaml").read_text().replace("workflow: 5102", "workflow: 5999"))
+    result = CliRunner().invoke(main, ["demo", "--config", str(broken)])
+    assert result.exit_code == 1, result.output
+    assert "Deal Acme expansion (lost: Pricing): failed in part" in result.output
+    assert "Dana Lee     FAILED: " in result.output and "5999" in result.output
+    assert "handoff(s) failed" in result.output
+
+
+@pytest.mark.slow
+def test_demo_verbose_shows_the_worker_s_own_log_lines() -> None:
+    result = CliRunner().invoke(main, ["demo", "--verbose"])
+    assert result.exit_code == 0, result.output
+    assert "handoff_worker." in result.output
+    assert "SecurityWarning" not in result.output

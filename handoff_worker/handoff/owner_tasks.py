@@ -16,17 +16,21 @@ escalates ONCE to `owner_tasks.escalate_to_owner`. Both tasks follow the same th
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime
 
-from handoff_worker.domain.models import NewTask, RecordKind
+from handoff_worker.domain.models import NewTask, ObjectType, RecordKind
 from handoff_worker.domain.nurture import NurtureRules, OwnerTasks
 from handoff_worker.domain.rules import needs_escalation, owner_task_due
-from handoff_worker.errors import PermanentHubSpotError, RateLimitedError, RequestNotSentError
+from handoff_worker.errors import HubSpotError, PermanentHubSpotError, RateLimitedError, RequestNotSentError
 from handoff_worker.handoff.facts import LostRecord
 from handoff_worker.handoff.ledger import INTENT, Ledger, Loss, Waiting
 from handoff_worker.handoff.run_record import HandoffRun, Outcome
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
+log = logging.getLogger(__name__)
+LABEL_MAX_AGE_S = 600.0
 # Errors after which HubSpot surely created no task.
 _NOTHING_CREATED = (RateLimitedError, RequestNotSentError, PermanentHubSpotError)
 
@@ -57,6 +61,24 @@ class ReasonReminders:
     def __init__(self, gateway: HubSpotGateway, ledger: Ledger) -> None:
         self.gateway = gateway
         self.ledger = ledger
+        # (object type, property) -> (label, when read): a task names the field as the owner sees
+        # it in HubSpot; labels change rarely, so one read per property per LABEL_MAX_AGE_S.
+        self._labels: dict[tuple[ObjectType, str], tuple[str, float]] = {}
+
+    def field_label(self, kind: RecordKind, name: str) -> str:
+        """The label HubSpot shows for the reason property, e.g. "Closed lost reason". When HubSpot
+        cannot say, the internal name: a task that names the field oddly beats no task."""
+        object_type = ObjectType.DEAL if kind is RecordKind.DEAL else ObjectType.CONTACT
+        cached = self._labels.get((object_type, name))
+        if cached is not None and time.monotonic() - cached[1] < LABEL_MAX_AGE_S:
+            return cached[0]
+        try:
+            label = self.gateway.get_property(object_type, name).label or name
+        except HubSpotError as exc:
+            log.info("reason property label unread, the task names %s: %s", name, exc)
+            return name
+        self._labels[(object_type, name)] = (label, time.monotonic())
+        return label
 
     def await_reason(
         self,
@@ -95,7 +117,7 @@ class ReasonReminders:
         task = self._task(
             waiting,
             subject=task_subject(rules.owner_tasks.subject, lost.name),
-            body=_reason_help(rules, lost.raw_reason, waiting.kind),
+            body=_reason_help(rules, lost.raw_reason, self._reason_field(rules, waiting.kind)),
             owner_id=lost.owner_id or None,
             tasks=rules.owner_tasks,
         )
@@ -118,7 +140,7 @@ class ReasonReminders:
             subject=task_subject(tasks.escalation_subject, name),
             body=(
                 f"No lost reason on {name} since {waiting.since}; the nurture waits for it. "
-                f"Set {reason_property_for(rules, waiting.kind)} and the next resync hands it off."
+                f"Set {self._reason_field(rules, waiting.kind)} and the next resync hands it off."
             ),
             owner_id=tasks.escalation_owner_id,
             tasks=tasks,
@@ -129,6 +151,9 @@ class ReasonReminders:
         except _NOTHING_CREATED:
             self.ledger.set_waiting(waiting)  # the record as it was: not escalated
             raise
+
+    def _reason_field(self, rules: NurtureRules, kind: RecordKind) -> str:
+        return f"the field '{self.field_label(kind, reason_property_for(rules, kind))}'"
 
     @staticmethod
     def _task(
@@ -144,8 +169,8 @@ class ReasonReminders:
         )
 
 
-def _reason_help(rules: NurtureRules, raw_reason: str | None, kind: RecordKind) -> str:
-    prop = reason_property_for(rules, kind)
+def _reason_help(rules: NurtureRules, raw_reason: str | None, field_name: str) -> str:
+    prop = field_name
     labels = ", ".join(r.label for r in rules.reasons)
     if raw_reason:
         return f"The reason {raw_reason!r} in {prop} is not one of the team's reasons. Pick one of: {labels}."

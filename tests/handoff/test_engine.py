@@ -171,6 +171,9 @@ def test_missing_or_unknown_reason_gets_one_owner_task_then_runs_when_filled(
     (task_id,) = tasks_for_deal(hub, "2001")
     task = hub.control.object("tasks", task_id)["properties"]
     assert task["hs_task_subject"] == "Add a lost reason to Acme expansion"
+    # The owner reads the field's label as HubSpot shows it, not its internal name.
+    assert "the field 'Closed lost reason'" in task["hs_task_body"]
+    assert "closed_lost_reason" not in task["hs_task_body"]
     assert lifecycle(hub, "3001") == "opportunity" and enrolled(hub, "5102") == []
     waiting = Ledger(engine.redis).get_waiting(RecordKind.DEAL, "2001")
     assert waiting is not None and waiting.name == "Acme expansion"
