@@ -1,10 +1,11 @@
 """`handoff-worker rehearse`: the Procfile's processes against a local HubSpot sandbox, wired together.
 
-The sandbox runs in this process; web, worker, sweeper and beat run as the Procfile says, each as
-a child process in its own process group, with the settings that point them at the sandbox and the
-sandbox's webhooks at them. Everything else (REDIS_URL above all) comes from the environment and
-`.env` as usual. Before the processes start, the shipped nurture YAML is checked against the
-sandbox and the marker properties are created, as `config setup-properties` does against HubSpot.
+The sandbox runs in this process; every process of the Procfile (web, worker, bulk, sweeper, beat)
+runs as it says, each as a child process in its own process group, with the settings that point
+them at the sandbox and the sandbox's webhooks at them. Everything else (REDIS_URL above all)
+comes from the environment and `.env` as usual. Before the processes start, the shipped nurture
+YAML is checked against the sandbox and the marker properties are created, as
+`config setup-properties` does against HubSpot.
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def _relay(prefix: str, process: subprocess.Popen[bytes]) -> None:
     help="The processes to run.",
 )
 def rehearse_command(port: int, sandbox_port: int, procfile: Path) -> None:
-    """Rehearse on this machine: a HubSpot sandbox (default seed) plus the Procfile's web, worker,
-    sweeper and beat, wired to each other. Needs Redis at REDIS_URL. Lose a deal through the
+    """Rehearse on this machine: a HubSpot sandbox (default seed) plus every process of the
+    Procfile, wired to each other. Needs Redis at REDIS_URL. Lose a deal through the
     sandbox's control API (see the README) and watch it handed off. Ctrl-C stops everything."""
     from handoff_worker.sandbox.testing import SandboxServer
 
