@@ -178,10 +178,17 @@ def _asks_for_help(ctx: click.Context) -> bool:
 
 
 @click.command("settings")
-def settings_command() -> None:
-    """Print every setting in force, secrets masked. Exits 1 when a setting is invalid."""
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as one JSON object.")
+def settings_command(as_json: bool) -> None:
+    """Print every setting in force by its variable, secrets masked. Exits 1 when one is invalid
+    (or still the placeholder from .env.example)."""
+    import json
+
     from handoff_worker.settings import Settings
 
-    settings = Settings.from_env()
-    for name, value in settings.redacted().items():
+    shown = Settings.from_env().by_variable()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    for name, value in shown.items():
         click.echo(f"{name:28} {value}")

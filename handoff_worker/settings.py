@@ -26,6 +26,8 @@ _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m)\s*$")
 # "@" or "/"); the scheme part also matches typos such as "redis//" or "redis:" so they stay readable.
 _URL_CREDENTIALS_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*(?::/*|/+))?.*@", re.S)
 _URL_PASSWORD_PARAM_RE = re.compile(r"(?i)([?&;]password=)[^&;#]*")
+# .env.example's token and secret: zeros, with the token's `pat-na1-` prefix.
+_PLACEHOLDER_RE = re.compile(r"^(pat-[a-z0-9]+-)?[0-]+$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -97,6 +99,7 @@ class Settings:
         """
         env: dict[str, str] = {}
         if dotenv_path is not None and Path(dotenv_path).is_file():
+            _check_dotenv_lines(Path(dotenv_path))
             env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
         env.update(os.environ if environ is None else environ)
         return _parse(env, require)
@@ -113,6 +116,37 @@ class Settings:
             else:
                 shown[f.name] = str(value)
         return shown
+
+    def by_variable(self) -> dict[str, str]:
+        """`redacted()` keyed by the environment variable each setting is read from."""
+        return {_VARIABLES.get(name, name.upper()): value for name, value in self.redacted().items()}
+
+
+# Settings whose variable is not their field name in capitals.
+_VARIABLES = {
+    "hubspot_client_secrets": "HUBSPOT_CLIENT_SECRET",
+    "dry_run": "HANDOFF_DRY_RUN",
+    "rate_limit": "HUBSPOT_RATE_LIMIT",
+    "search_rate_limit": "HUBSPOT_SEARCH_RATE_LIMIT",
+    "bulk_share": "HANDOFF_BULK_SHARE",
+    "daily_reserve": "HANDOFF_DAILY_RESERVE",
+    "signature_versions": "HUBSPOT_SIGNATURE_VERSIONS",
+}
+
+
+def _check_dotenv_lines(path: Path) -> None:
+    """A `.env` line that is not NAME=value would be skipped without a word (python-dotenv only
+    warns), and the setting fall back to its default: say which line instead."""
+    from dotenv.parser import parse_stream
+
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                text = binding.original.string.strip()
+                raise SettingsError(
+                    f"{path.absolute()}, line {binding.original.line}: {mask_url(text)!r} is not NAME=value; "
+                    "write it as e.g. REDIS_URL=redis://localhost:6379/0 (no colon, no spaces around =)"
+                )
 
 
 def mask_url(url: str) -> str:
@@ -277,6 +311,15 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
             )
 
     secrets = tuple(s.strip() for s in (_get(env, "HUBSPOT_CLIENT_SECRET") or "").split(",") if s.strip())
+    for name, values in (
+        ("HUBSPOT_ACCESS_TOKEN", [_get(env, "HUBSPOT_ACCESS_TOKEN") or ""]),
+        ("HUBSPOT_CLIENT_SECRET", list(secrets)),
+    ):
+        if any(_PLACEHOLDER_RE.match(value) for value in values):
+            raise SettingsError(
+                f"{name} is still the placeholder from .env.example: put in the value from HubSpot "
+                "(Settings > Integrations > Private apps, or your app's Auth page)"
+            )
 
     app_id = _get(env, "HUBSPOT_APP_ID") or ""
     if app_id and not app_id.isdigit():

@@ -27,13 +27,15 @@ def test_env_example_lists_every_setting_the_code_reads() -> None:
         if n.startswith(("HUBSPOT_", "REDIS_", "HANDOFF_", "WEBHOOK_", "TRUSTED_", "RESYNC_", "LOG_", "OPS_"))
     }
     # What the processes read besides Settings: the gunicorn config, metrics, the Procfile's lines.
+    reads = (
+        r"os\.(?:environ\.get\(|environ\[|getenv\()[\"']([A-Z][A-Z0-9_]+)",  # os.environ.get("X")
+        r"_from\(os\.environ, \"([A-Z][A-Z0-9_]+)\"",  # whole_number_from(os.environ, "X", ...)
+        r"^[A-Z_]+_VARIABLE = \"([A-Z][A-Z0-9_]+)\"",  # a variable's name kept in a constant
+    )
     for module in (ROOT / "handoff_worker").rglob("*.py"):
         if "sandbox" not in module.parts:
-            read |= set(
-                re.findall(
-                    r"os\.(?:environ\.get\(|environ\[|getenv\()[\"']([A-Z][A-Z0-9_]+)", module.read_text()
-                )
-            )
+            for pattern in reads:
+                read |= set(re.findall(pattern, module.read_text(), re.M))
     read |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", (ROOT / "Procfile").read_text()))
     # A commented-out line lists a setting that must stay unset unless used.
     listed = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))

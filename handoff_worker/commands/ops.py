@@ -7,6 +7,7 @@ in `handoff/`: the resync sweep, the inline runs and replay, the closed-loop rep
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -73,15 +74,20 @@ class _ProgressLine:
             click.echo("", err=True)
 
 
-def _print_summary(summary: ResyncSummary, *, as_json: bool) -> None:
+def _print_summary(
+    summary: ResyncSummary, *, as_json: bool, inline: bool = False, named: bool = False
+) -> None:
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
-    verb = "would queue" if summary.dry_run else "queued"
-    click.echo(f"resync {summary.since} .. {summary.until}{'  (dry run)' if summary.dry_run else ''}")
+    verb = "would hand off" if summary.dry_run else "handed off here" if inline else "queued"
+    if named:
+        click.echo(f"resync of the deals named{'  (dry run)' if summary.dry_run else ''}")
+    else:
+        click.echo(f"resync {summary.since} .. {summary.until}{'  (dry run)' if summary.dry_run else ''}")
     rows = [
         ("found", summary.found),
-        ("  lost deals", summary.deals_found),
+        ("  deals named" if named else "  lost deals", summary.deals_found),
         ("  unqualified contacts", summary.contacts_found),
         ("already done", summary.already_done),
         (verb, summary.queued),
@@ -125,6 +131,13 @@ def resync_command(
     RESYNC_LOOKBACK_MINUTES overlap) and moves the watermark when it succeeds, like the scheduled
     sweep. Exit codes: 0 done, 1 something failed, 3 another sweep is running.
     """
+    bad_ids = [deal_id for deal_id in deal_ids if not deal_id.isdigit()]
+    if bad_ids:
+        raise click.BadParameter(
+            f"{', '.join(map(repr, bad_ids))} is not a deal id: HubSpot's deal ids are numbers "
+            "(the record's URL ends with it), e.g. --deal 123",
+            param_hint="--deal",
+        )
     settings = _settings()
     now = datetime.now(UTC)
     try:
@@ -138,6 +151,12 @@ def resync_command(
             end = now
         if until_text is not None:
             end = parse_moment(until_text, now=now, option="--until")
+        if start >= end:
+            raise click.BadParameter(
+                f"the window starts ({start:%Y-%m-%d %H:%M} UTC) at or after it ends "
+                f"({end:%Y-%m-%d %H:%M} UTC): --since must be earlier than --until",
+                param_hint="--since/--until",
+            )
         request = ResyncRequest(
             since=start, until=end, deal_ids=deal_ids, include_contacts=not no_contacts, dry_run=dry_run
         )
@@ -160,7 +179,7 @@ def resync_command(
         sys.exit(EXIT_BUSY)
     except HandoffError as exc:
         raise click.ClickException(str(exc)) from exc
-    _print_summary(summary, as_json=as_json)
+    _print_summary(summary, as_json=as_json, inline=inline, named=bool(deal_ids))
     if not summary.ok:
         sys.exit(EXIT_FAILED)
 
@@ -308,6 +327,18 @@ def _replay_messages(
 # --------------------------------------------------------------------------- report
 
 
+def _check_writable(path: Path) -> None:
+    """Before the report's reads (which take a while on a large account): a place it can be written."""
+    folder = path.absolute().parent
+    problem = None
+    if not folder.is_dir():
+        problem = f"the folder {folder} does not exist"
+    elif not os.access(path if path.exists() else folder, os.W_OK):
+        problem = f"{'it' if path.exists() else f'the folder {folder}'} is not writable"
+    if problem:
+        raise click.BadParameter(f"cannot write {path}: {problem}", param_hint="--output")
+
+
 @click.command("report")
 @click.option("--since", default="90d", show_default=True, help="Window start: 90d, 24h or a date.")
 @click.option(
@@ -321,6 +352,8 @@ def _replay_messages(
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead.")
 def report_command(since: str, output_format: str, output: str | None) -> None:
     """Per reason: deals lost, contacts recycled, skipped, enrolled, and come back to sales."""
+    if output:
+        _check_writable(Path(output))
     settings = _settings()
     now = datetime.now(UTC)
     try:
