@@ -104,7 +104,7 @@ class DeadlineGeventWorker(GeventWorker):
         deadline = getattr(self._current, "deadline", None) or time.monotonic() + self.read_timeout
         self._current.deadline = None
         try:
-            body, whole = self._read_body(req, deadline)
+            body, whole = self._read_body(req, sock, deadline)
         except _ReadTimedOutError:
             self._answer_read_timeout(sock)
             raise StopIteration() from None  # gunicorn closes the connection
@@ -116,11 +116,17 @@ class DeadlineGeventWorker(GeventWorker):
             raise StopIteration()
         return kept_alive
 
-    def _read_body(self, req: Any, deadline: float) -> tuple[bytes, bool]:
+    def _read_body(self, req: Any, sock: Any, deadline: float) -> tuple[bytes, bool]:
         """The body (at most one byte past the app's limit) and whether it was read to its end."""
         declared = req.body.reader.length if hasattr(req.body.reader, "length") else None
         if declared is not None and declared > self.max_body_bytes:
+            req._expected_100_continue = False  # not inviting a body that will be refused
             return b"", False  # the app refuses it (413) on the declared length alone
+        if getattr(req, "_expected_100_continue", False):
+            # The client waits for this before it sends the body; gunicorn would send it only once
+            # the app runs, after the body this read is waiting for.
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req._expected_100_continue = False
         cap = self.max_body_bytes + 1
         chunks: list[bytes] = []
         size = 0

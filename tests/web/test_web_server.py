@@ -249,6 +249,21 @@ def test_stalled_uploads_neither_hold_up_webhooks_nor_stay_open(web: WebProcess,
 
 
 @pytest.mark.timeout(60)
+def test_a_client_waiting_for_100_continue_is_invited_to_send_its_body(web: WebProcess) -> None:
+    body, headers = signed([lost_deal_event(2_000, 2_000)])
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
+        sock.sendall(
+            f"POST /webhooks/hubspot HTTP/1.1\r\nHost: handoff.example.com\r\n{head}"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        # Nothing more is sent until the server says go on, as curl and many clients do.
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(body)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 204 ")
+
+
+@pytest.mark.timeout(60)
 def test_forwarded_proto_is_believed_only_from_configured_proxies(tmp_path: Path, redis_url: str) -> None:
     def post(web: WebProcess, *, claimed_scheme: str | None) -> int:
         uri = f"{claimed_scheme or 'http'}://127.0.0.1:{web.port}/webhooks/hubspot"
