@@ -21,10 +21,15 @@ result, and only under the contact's lock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from handoff_worker.domain.nurture import SecondLossPolicy
+
+# A deal created this long after an episode started is sales working the contact again. The margin
+# absorbs clock differences between HubSpot and the worker, and deals created as the handoff ran.
+NEW_DEAL_MARGIN = timedelta(minutes=5)
 
 
 class JourneyState(StrEnum):
@@ -134,6 +139,9 @@ class LossSeen:
     reason: str  # the reason's label
     nurtures: tuple[str, ...]  # the reason's nurture keys, in the YAML's order
     nurtures_contacts: bool  # False for a reason that never nurtures (`recycle: false`)
+    # When the lost deal was created (HubSpot's createdate), if known: a deal created after the
+    # contact's episode started means sales worked the contact again.
+    opened_at: datetime | None = None
 
     @property
     def record(self) -> str:
@@ -166,12 +174,10 @@ def on_loss(journey: Journey, loss: LossSeen, policy: SecondLossPolicy, now: str
     seen = episode.source(loss.loss_id)
     if seen is not None:
         return _repeat(journey, seen)
-    reopened = _reopened_source(episode, loss)
-    if reopened is not None:
-        # A later loss of a deal that started or joined this episode: the deal was reopened in
-        # between, so sales had the contact again (whether or not an event said so). The episode
-        # ends there and this loss starts the next one.
-        how = f"{reopened.replace(':', ' ', 1)} reopened"
+    how = _sales_had_it_since(episode, loss)
+    if how is not None:
+        # Sales had the contact again since the episode started (whether or not an event said
+        # so): the episode ends there and this loss starts the next one.
         closed = _came_back(episode, at=now, how=how, by=f"came_back:{loss.loss_id}")
         if not loss.nurtures_contacts:
             ended = replace(closed, sources=(*closed.sources, Source(loss.loss_id, LossDecision.END)))
@@ -250,14 +256,28 @@ def _came_back(episode: Episode, *, at: str, how: str, by: str) -> Episode:
     )
 
 
-def _reopened_source(episode: Episode, loss: LossSeen) -> str | None:
-    """The record of a loss in this running episode that `loss` is a later loss of, if any."""
+def _sales_had_it_since(episode: Episode, loss: LossSeen) -> str | None:
+    """How a new loss shows that sales worked the contact after its episode started, if it does:
+    a later loss of a deal the episode took in (the deal was reopened in between), or a deal
+    created after the episode started (a new deal with the recycled contact)."""
     if episode.state is not JourneyState.RECYCLED:
         return None
     record = loss.record
+    named = record.replace(":", " ", 1)
     if any(record_of(s.loss_id) == record and s.loss_id != loss.loss_id for s in episode.sources):
-        return record
+        return f"{named} reopened"
+    since = _moment(episode.since)
+    if loss.opened_at is not None and since is not None and loss.opened_at > since + NEW_DEAL_MARGIN:
+        return f"{named} created"
     return None
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _joined(journey: Journey, loss_id: str, decision: LossDecision) -> JourneyStep:

@@ -264,10 +264,10 @@ def marker_values(
     return markers
 
 
-def loss_seen(loss_id: str, reason: ReasonRule) -> LossSeen:
+def loss_seen(loss_id: str, reason: ReasonRule, opened_at: datetime | None = None) -> LossSeen:
     """The loss as the contact's journey sees it."""
     keys = tuple(n.key for n in reason.nurtures) if reason.recycle else ()
-    return LossSeen(loss_id, reason.label, keys, reason.recycle)
+    return LossSeen(loss_id, reason.label, keys, reason.recycle, opened_at)
 
 
 def build_plan(
@@ -283,6 +283,7 @@ def build_plan(
     now: datetime,
     loss_id: str = "",
     journeys: Mapping[str, Journey] | None = None,
+    opened_at: datetime | None = None,
 ) -> HandoffPlan:
     """Which contacts to hand back (and how), which to skip (and why), for one loss.
 
@@ -290,10 +291,10 @@ def build_plan(
     missing; their eligibility is not asked again, so a half-done contact is always finished).
     `fully_done`: contacts with every step done. `journeys`: each contact's journey (a contact
     missing from it has none yet); what this loss does to an eligible contact is its journey's
-    `on_loss`, under `rules.recycling.second_loss`.
+    `on_loss`, under `rules.recycling.second_loss`; `opened_at` is when the lost deal was created.
     """
     target = target_lifecycle(reason, rules)
-    seen = loss_seen(loss_id, reason)
+    seen = loss_seen(loss_id, reason, opened_at)
     known = journeys or {}
     actions: list[ContactAction] = []
     skipped: list[ContactSkip] = []

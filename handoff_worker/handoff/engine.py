@@ -263,6 +263,7 @@ class HandoffEngine:
             now=self.clock(),
             loss_id=facts.loss.loss_id,
             journeys=facts.journeys,
+            opened_at=facts.opened_at,
         )
 
     # ----------------------------------------------------------------- finish

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from handoff_worker.domain.journey import Journey, owed_by
 from handoff_worker.domain.models import CrmObject, ObjectType, RecordKind
@@ -32,7 +33,7 @@ from handoff_worker.handoff.run_record import Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
-DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "hubspot_owner_id", "closedate")
+DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "hubspot_owner_id", "closedate", "createdate")
 OTHER_DEAL_PROPERTIES = ("dealstage", "pipeline")
 CONTACT_PROPERTIES = (EMAIL_PROPERTY, LIFECYCLE_PROPERTY, "firstname", "lastname", "hubspot_owner_id")
 # What a deal's status other than lost means for this run.
@@ -76,6 +77,7 @@ class LostRecord:
     owner_id: str | None
     stages: StageCatalog | None = None  # a deal's: the catalog its status was decided on
     stage: str = ""  # a deal's stage id, a lead's status: part of the loss's signature
+    opened_at: datetime | None = None  # a deal's createdate (see domain.journey.LossSeen)
 
     @property
     def signature(self) -> LossSignature:
@@ -119,6 +121,7 @@ class HandoffFacts:
     stages: StageCatalog
     steps: Mapping[str, str]  # what the ledger says this loss has done
     journeys: Mapping[str, Journey] = field(default_factory=dict)  # contact id -> its journey
+    opened_at: datetime | None = None  # when the lost deal was created
 
     @property
     def nurture_keys(self) -> list[str]:
@@ -190,7 +193,9 @@ class FactReader:
         journeys: Mapping[str, Journey],
     ) -> HandoffFacts:
         deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, reason, rules, contact_ids)
-        return HandoffFacts(loss, reason, deal_id, tuple(contacts), other_deals, stages, steps, journeys)
+        return HandoffFacts(
+            loss, reason, deal_id, tuple(contacts), other_deals, stages, steps, journeys, lost.opened_at
+        )
 
     # ----------------------------------------------------------------- deals
 
@@ -218,6 +223,7 @@ class FactReader:
             owner_id=deal.get("hubspot_owner_id"),
             stages=stages,
             stage=deal.get("dealstage") or "",
+            opened_at=_moment(deal.get("createdate")),
         )
 
     def _deal_status(self, deal: CrmObject, rules: NurtureRules) -> tuple[StageCatalog, DealStatus]:
@@ -301,6 +307,19 @@ class FactReader:
         if any(stages.status(d.get("pipeline"), d.get("dealstage")) is DealStatus.UNKNOWN for d in deals):
             return self.pipelines.catalog(rules.deals, refresh=True, eager=False)
         return stages
+
+
+def _moment(text: str | None) -> datetime | None:
+    """HubSpot's ISO-8601 (or ms-epoch) timestamp; None when missing or unreadable."""
+    if not text:
+        return None
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _person_name(contact: CrmObject) -> str:

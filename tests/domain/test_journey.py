@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from handoff_worker.domain.journey import (
@@ -156,6 +158,26 @@ def test_on_loss(
         assert again.decision is LossDecision.REPEAT and again.journey == step.journey
         assert (again.enter, again.leave) == (step.enter, step.leave)
         assert owed_by(step.journey, seen.loss_id) == (step.enter, step.leave)
+
+
+@pytest.mark.parametrize(
+    ("created", "decision"),
+    [
+        ("2026-12-01T09:00:00+00:00", LossDecision.KEEP),  # existed before: lost alongside
+        ("2026-12-01T10:03:00+00:00", LossDecision.KEEP),  # within the margin of the episode's start
+        ("2026-12-01T10:30:00+00:00", LossDecision.NEW_EPISODE),  # a new deal: sales had it again
+    ],
+)
+def test_a_deal_created_after_the_episode_started_starts_the_next_one(
+    created: str, decision: LossDecision
+) -> None:
+    seen = LossSeen("deal:2050:1", "Feature", FEATURE, True, datetime.fromisoformat(created))
+    step = on_loss(IN_PRICING, seen, KEEP, "2026-12-01T11:00:00+00:00")
+    assert step.decision is decision
+    if decision is LossDecision.NEW_EPISODE:
+        assert (step.enter, step.leave) == (FEATURE, PRICING)
+        assert step.journey.closed is not None and step.journey.closed.came_back_how == "deal 2050 created"
+        assert step.journey.episode.number == 2
 
 
 def test_each_nurture_is_entered_at_most_once_per_episode_whatever_the_order() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,28 @@ def test_journey_command_shows_where_a_contact_stands(
     assert lines[1] == "contact 9999: no journey (never handed to marketing)"
     as_json = json.loads(CliRunner().invoke(main, ["journey", "3001", "--json"], env=env).stdout)
     assert as_json["3001"]["current"]["reason"] == "Pricing" and as_json["3001"]["past"] == []
+
+
+@pytest.mark.parametrize("policy", ["keep", "switch"], indirect=True)
+def test_a_new_deal_lost_after_the_contact_was_recycled_starts_a_new_episode(
+    hub: Any, engine: HandoffEngine
+) -> None:
+    """Sales opened a new deal with the recycled contact (the episode started an hour before), and
+    lost it: whatever the second-loss policy, that is a new episode with the new reason's nurture."""
+    an_hour_ago = HandoffEngine(
+        engine.gateway,
+        engine.redis,
+        engine.rules_source,
+        clock=lambda: datetime.now(UTC) - timedelta(hours=1),
+    )
+    hub.control.lose_deal("2001", "Pricing")
+    assert an_hour_ago.handoff_deal("2001").outcome == "handed_off"
+    assert as_hubspot_shows(engine, hub, "3001") == PRICING_NURTURE
+    new_deal = second_deal_of(hub, "3001")
+    hub.control.lose_deal(new_deal, "Feature Missing")
+    assert engine.handoff_deal(new_deal).outcome == "handed_off"
+    assert as_hubspot_shows(engine, hub, "3001") == FEATURE_NURTURE
+    journey = engine.journeys.get("3001")
+    assert journey is not None and journey.episode.number == 2
+    (past,) = engine.journeys.past_episodes("3001")
+    assert past.episode.came_back_how == f"deal {new_deal} created"
