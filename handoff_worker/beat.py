@@ -23,7 +23,7 @@ from handoff_worker.celery_app import (
 from handoff_worker.domain.models import RecordKind, WorkClass
 from handoff_worker.handoff.resync import ResyncRequest, SweepBusyError, run_locked, scheduled_window
 from handoff_worker.hubspot.ratelimit import work_class
-from handoff_worker.intake.broker import TaskCall, UnitCall, publisher_for
+from handoff_worker.intake.broker import UnitCall, publisher_for
 from handoff_worker.wiring import process_wiring
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ class QueueingSink:
 
     def _queue(self, kind: RecordKind, task: str, kwargs: dict[str, str]) -> bool:
         object_id = next(iter(kwargs.values()))
-        unit = UnitCall(TaskCall.new(task, kwargs), (kind.value, object_id))
-        (queued,) = self.publisher.publish_once([unit], work_class=WorkClass.BULK).queued
-        return queued
+        unit = UnitCall(task, kwargs, (kind.value, object_id))
+        (queued,) = self.publisher.publish_once([unit], work_class=WorkClass.BULK).calls
+        return queued is not None
 
 
 @app.task(name=TASK_RESYNC_SWEEP, acks_late=True, ignore_result=True)

@@ -28,7 +28,7 @@ a large backlog to drain), so a lost message never blocks a record for good.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -120,10 +120,13 @@ return 0
 RedisLike = redis.Redis | redis.client.Pipeline
 
 
+_MARK_KEY = KEY_PREFIX + "pending:{}:{}"
+
+
 def pending_key(kind: str, object_id: str) -> str:
     if kind not in PENDING_KINDS:
         raise ValueError(f"pending kind {kind!r} is not one of {sorted(k.value for k in PENDING_KINDS)}")
-    return f"{KEY_PREFIX}pending:{kind}:{object_id}"
+    return _MARK_KEY.format(kind, object_id)
 
 
 def queued_mark(work_class: WorkClass, task_id: str) -> str:
@@ -132,25 +135,33 @@ def queued_mark(work_class: WorkClass, task_id: str) -> str:
 
 @dataclass(frozen=True)
 class QueueEntry:
-    """One unit to queue: its record (None for work that takes no mark), task id and message, and
-    the indexes (in the dedupe keys given beside it) of the events that ask for it."""
+    """One unit to queue: its record (None for work that takes no mark) and the indexes (in the
+    dedupe keys given beside it) of the events that ask for it."""
 
     record: tuple[str, str] | None  # (kind, object id)
-    task_id: str
-    message: str
     events: Sequence[int] = ()
+
+
+# For the entry at this index: the task id it would run under and its message. Called only for the
+# entries that may be queued, so a request whose records all have work queued builds no message.
+Prepare = Callable[[int], tuple[str, str]]
 
 
 @dataclass(frozen=True)
 class QueueOnceResult:
     seen: tuple[bool, ...]  # one per dedupe key, in order: the event was seen before
-    queued: tuple[bool, ...]  # one per entry, in order
+    task_ids: tuple[str | None, ...]  # one per entry, in order: the task queued for it, or None
+
+    @property
+    def queued(self) -> tuple[bool, ...]:
+        return tuple(task_id is not None for task_id in self.task_ids)
 
 
 def queue_once(
     client: redis.Redis,
     list_key: str | None,
     entries: Sequence[QueueEntry],
+    prepare: Prepare,
     *,
     work_class: WorkClass,
     dedupe_keys: Sequence[str] = (),
@@ -159,6 +170,9 @@ def queue_once(
 ) -> QueueOnceResult:
     """Mark and queue every entry its mark allows, in one atomic step (see the module doc).
 
+    One read first (MGET) drops the entries whose record is already marked in a way that holds this
+    work class back, so no message is built for them. That read decides nothing on its own: the
+    script checks again, atomically, the entries that are left, and which events were seen before.
     `list_key` is the broker list the messages are pushed on; None when the caller publishes the
     queued entries itself (a broker that is not this Redis), then only marks are written and the
     caller must `unmark` them if its publish fails. Raises `redis.RedisError`: nothing is written.
@@ -166,22 +180,50 @@ def queue_once(
     if not entries and not dedupe_keys:
         return QueueOnceResult((), ())
     ttl = mark_ttl or (BULK_PENDING_TTL_SECONDS if work_class is WorkClass.BULK else PENDING_TTL_SECONDS)
+    mark_keys = [_MARK_KEY.format(*e.record) if e.record is not None else None for e in entries]
+    marked = [key for key in mark_keys if key is not None]
+    current = iter(client.mget(marked) if marked else [])
+    live = work_class is WorkClass.LIVE
+    candidates = [
+        index for index, key in enumerate(mark_keys) if key is None or _leaves_room(next(current), live=live)
+    ]
+    task_ids: list[str | None] = [None] * len(entries)
+    if not candidates and not dedupe_keys:
+        return QueueOnceResult((), tuple(task_ids))
+
     target = list_key or ""
-    mark_keys: list[str] = []
+    keys: list[str] = [target, *dedupe_keys]
     unit_args: list[str | int] = []
-    for entry in entries:
-        if entry.record is None:
-            mark_keys.append(target or "-")
-            unit_args += ["0", "", entry.message]
+    prepared: list[str] = []
+    for index in candidates:
+        task_id, message = prepare(index)
+        prepared.append(task_id)
+        key = mark_keys[index]
+        if key is None:
+            keys.append(target or "-")
+            unit_args += ["0", "", message]
         else:
-            mark_keys.append(pending_key(*entry.record))
-            unit_args += ["1", queued_mark(work_class, entry.task_id), entry.message]
-        unit_args += [len(entry.events), *(i + 1 for i in entry.events)]
-    keys = [target, *dedupe_keys, *mark_keys]
-    args = [str(work_class), dedupe_ttl, ttl, len(dedupe_keys), len(entries), *unit_args]
-    reply = client.eval(_QUEUE_ONCE, len(keys), *keys, *args)
+            keys.append(key)
+            unit_args += ["1", queued_mark(work_class, task_id), message]
+        events = entries[index].events
+        unit_args += [len(events), *(i + 1 for i in events)]
+    args = [str(work_class), dedupe_ttl, ttl, len(dedupe_keys), len(candidates), *unit_args]
+    reply = client.register_script(_QUEUE_ONCE)(keys=keys, args=args)
     flags = [bool(int(flag)) for flag in reply]
-    return QueueOnceResult(tuple(flags[: len(dedupe_keys)]), tuple(flags[len(dedupe_keys) :]))
+    for index, task_id, queued in zip(candidates, prepared, flags[len(dedupe_keys) :], strict=True):
+        if queued:
+            task_ids[index] = task_id
+    return QueueOnceResult(tuple(flags[: len(dedupe_keys)]), tuple(task_ids))
+
+
+def _leaves_room(mark: str | bytes | None, *, live: bool) -> bool:
+    """Whether a record's mark, as last read, lets new work of the class in (the script's rule)."""
+    if mark is None:
+        return True
+    if not live:
+        return False
+    prefix = b"q:live:" if isinstance(mark, bytes) else "q:live:"
+    return not mark.startswith(prefix)  # type: ignore[arg-type]  # prefix matches mark's type
 
 
 def unmark(client: redis.Redis, marks: Sequence[tuple[str, str, str]], work_class: WorkClass) -> None:

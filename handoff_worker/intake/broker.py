@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from handoff_worker.pending import QueueEntry, QueueOnceResult, WorkClass, queue_once, unmark
+from handoff_worker.pending import QueueEntry, WorkClass, queue_once, unmark
 
 # What Celery puts in a message that asks for no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -56,12 +56,20 @@ class TaskCall:
 
 @dataclass(frozen=True)
 class UnitCall:
-    """A task to queue at most once: the record whose pending mark guards it (None: no mark), and
-    the indexes of the events (among the dedupe keys queued beside it) that ask for it."""
+    """A task to queue at most once: its name and keyword arguments, the record whose pending mark
+    guards it (None: no mark), and the indexes of the events (among the dedupe keys queued beside
+    it) that ask for it. Its task id is drawn only if it is queued."""
 
-    call: TaskCall
+    name: str
+    kwargs: dict[str, Any]
     record: tuple[str, str] | None
     events: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class QueuedUnits:
+    seen: tuple[bool, ...]  # one per dedupe key: the event was seen before
+    calls: tuple[TaskCall | None, ...]  # one per unit: what was queued for it, or None
 
 
 def encode_task_message(call: TaskCall, *, queue: str, origin: str) -> str:
@@ -155,29 +163,28 @@ class RedisTaskPublisher:
         work_class: WorkClass,
         dedupe_keys: Sequence[str] = (),
         dedupe_ttl: int = 1,
-    ) -> QueueOnceResult:
+    ) -> QueuedUnits:
         """Queue each unit its record's pending mark allows, marks and messages written in one
         atomic script (`pending.queue_once`). Raises PublishError: then nothing was written."""
-        entries = [
-            QueueEntry(
-                u.record,
-                u.call.task_id,
-                encode_task_message(u.call, queue=self._queue, origin=self._origin),
-                u.events,
-            )
-            for u in units
-        ]
+        calls: dict[int, TaskCall] = {}
+
+        def prepare(index: int) -> tuple[str, str]:
+            call = calls[index] = TaskCall.new(units[index].name, units[index].kwargs)
+            return call.task_id, encode_task_message(call, queue=self._queue, origin=self._origin)
+
         try:
-            return queue_once(
+            result = queue_once(
                 self._broker,
                 self._list_key,
-                entries,
+                [QueueEntry(u.record, u.events) for u in units],
+                prepare,
                 work_class=work_class,
                 dedupe_keys=dedupe_keys,
                 dedupe_ttl=dedupe_ttl,
             )
         except redis.RedisError as exc:
-            raise PublishError(f"queueing {len(entries)} units on {self._queue} failed: {exc}") from exc
+            raise PublishError(f"queueing {len(units)} units on {self._queue} failed: {exc}") from exc
+        return QueuedUnits(result.seen, _queued_calls(result.queued, calls))
 
 
 class CeleryTaskPublisher:
@@ -207,33 +214,44 @@ class CeleryTaskPublisher:
         work_class: WorkClass,
         dedupe_keys: Sequence[str] = (),
         dedupe_ttl: int = 1,
-    ) -> QueueOnceResult:
+    ) -> QueuedUnits:
         """Marks first (atomically, in `marks`), then Celery's publish of the units they allow. A
         publish that fails takes its marks back, so the record does not look queued; should even
         that fail, the marks expire (pending.PENDING_TTL_SECONDS) and the next event or sweep
         queues the record."""
-        entries = [QueueEntry(u.record, u.call.task_id, "", u.events) for u in units]
+        calls: dict[int, TaskCall] = {}
+
+        def prepare(index: int) -> tuple[str, str]:
+            call = calls[index] = TaskCall.new(units[index].name, units[index].kwargs)
+            return call.task_id, ""
+
         try:
             result = queue_once(
                 self._marks,
                 None,
-                entries,
+                [QueueEntry(u.record, u.events) for u in units],
+                prepare,
                 work_class=work_class,
                 dedupe_keys=dedupe_keys,
                 dedupe_ttl=dedupe_ttl,
             )
         except redis.RedisError as exc:
-            raise PublishError(f"marking {len(entries)} units failed: {exc}") from exc
-        chosen = [u for u, queued in zip(units, result.queued, strict=True) if queued]
+            raise PublishError(f"marking {len(units)} units failed: {exc}") from exc
+        queued = _queued_calls(result.queued, calls)
+        chosen = [(unit, call) for unit, call in zip(units, queued, strict=True) if call is not None]
         try:
-            self.publish([u.call for u in chosen])
+            self.publish([call for _, call in chosen])
         except Exception as exc:  # kombu and its transports raise their own errors
-            marks = [(*u.record, u.call.task_id) for u in chosen if u.record is not None]
+            marks = [(*unit.record, call.task_id) for unit, call in chosen if unit.record is not None]
             # Should this fail too, the marks expire and the next event or sweep queues the records.
             with contextlib.suppress(redis.RedisError):
                 unmark(self._marks, marks, work_class)
             raise PublishError(f"publishing {len(chosen)} units to {self._queue} failed: {exc}") from exc
-        return result
+        return QueuedUnits(result.seen, queued)
+
+
+def _queued_calls(queued: Sequence[bool], calls: dict[int, TaskCall]) -> tuple[TaskCall | None, ...]:
+    return tuple(calls[index] if ok else None for index, ok in enumerate(queued))
 
 
 TaskPublisher = RedisTaskPublisher | CeleryTaskPublisher

@@ -20,7 +20,7 @@ from handoff_worker.celery_app import (
     TASK_HANDOFF_DEAL,
 )
 from handoff_worker.domain.events import Disposition, EventDecision, UnitKind, WorkUnit
-from handoff_worker.intake.broker import PublishError, TaskCall, TaskPublisher, UnitCall
+from handoff_worker.intake.broker import PublishError, TaskPublisher, UnitCall
 from handoff_worker.pending import WorkClass
 from handoff_worker.state import KEY_PREFIX
 
@@ -88,7 +88,7 @@ class Dispatcher:
                 units.setdefault(unit.coalesce_key, (unit, []))[1].append(index)
         calls = [
             UnitCall(
-                TaskCall.new(*task_call(unit)),
+                *task_call(unit),
                 None if unit.kind is UnitKind.FORGET else (unit.kind.value, unit.object_id),
                 events,
             )
@@ -104,10 +104,9 @@ class Dispatcher:
         except PublishError as exc:
             raise QueueUnavailableError(str(exc)) from exc
         result.duplicates = len(work) - len(index_by_key) + sum(outcome.seen)
-        for unit_call, queued in zip(calls, outcome.queued, strict=True):
-            if queued:
-                name = unit_call.call.name
-                result.published[name] = result.published.get(name, 0) + 1
+        for queued in outcome.calls:
+            if queued is not None:
+                result.published[queued.name] = result.published.get(queued.name, 0) + 1
         # Units named only by events seen before are duplicates; the others not queued coalesced.
         new_mentions = sum(new_units_by_event[i] for i, seen in enumerate(outcome.seen) if not seen)
         result.coalesced = new_mentions - result.units_published
