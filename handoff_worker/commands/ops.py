@@ -21,7 +21,8 @@ from handoff_worker.domain.models import WorkClass
 from handoff_worker.errors import HandoffError
 from handoff_worker.handoff.deadletter import list_failures
 from handoff_worker.handoff.inline import InlineSink, replay_failures
-from handoff_worker.handoff.report import RENDERERS, closed_loop_report
+from handoff_worker.handoff.report import closed_loop_report
+from handoff_worker.handoff.report_html import RENDERERS
 from handoff_worker.handoff.resync import (
     HandoffSink,
     ResyncRequest,
@@ -351,7 +352,8 @@ def _check_writable(path: Path) -> None:
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead.")
 def report_command(since: str, output_format: str, output: str | None) -> None:
-    """Per reason: deals lost, contacts recycled, skipped, enrolled, and come back to sales."""
+    """The closed loop: per reason, for lost deals and disqualified leads, how many people were
+    recycled to marketing, came back to sales, and won, with the revenue, against the period before."""
     if output:
         _check_writable(Path(output))
     settings = _settings()
@@ -359,7 +361,7 @@ def report_command(since: str, output_format: str, output: str | None) -> None:
     try:
         start = parse_moment(since, now=now, option="--since")
         wiring = build_wiring(settings)
-        report = closed_loop_report(wiring.redis, wiring.gateway, since=start, until=now)
+        report = closed_loop_report(wiring.redis, wiring.gateway, wiring.rules, since=start, until=now)
     except HandoffError as exc:
         raise click.ClickException(str(exc)) from exc
     text = RENDERERS[output_format](report)

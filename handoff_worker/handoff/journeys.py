@@ -18,7 +18,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 
 import redis
@@ -85,6 +85,28 @@ class JourneyStore:
             Journey.from_dict(json.loads(str(raw)))
             for raw in self.client.lrange(past_episodes_key(contact_id), 0, -1)
         ]
+
+    def contact_ids(self) -> Iterator[str]:
+        """Every contact that has a journey (a SCAN: cheap per call, for reports, not for handoffs)."""
+        prefix = journey_key("")
+        for key in self.client.scan_iter(match=f"{prefix}*", count=1000):
+            contact_id = str(key)[len(prefix) :]
+            if contact_id and ":" not in contact_id:  # not the past episodes nor other per-contact keys
+                yield contact_id
+
+    def histories(self, contact_ids: Sequence[str]) -> dict[str, list[Journey]]:
+        """Each contact's past episodes then its current one, oldest first (two round trips)."""
+        current = self.load(contact_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for contact_id in contact_ids:
+            pipe.lrange(past_episodes_key(contact_id), 0, -1)
+        histories: dict[str, list[Journey]] = {}
+        for contact_id, past in zip(contact_ids, pipe.execute(), strict=True):
+            episodes = [Journey.from_dict(json.loads(str(raw))) for raw in past]
+            if contact_id in current:
+                episodes.append(current[contact_id])
+            histories[contact_id] = episodes
+        return histories
 
 
 class ContactLocks:

@@ -1,50 +1,71 @@
-"""The closed-loop report: per lost reason, what the handoff did and how many recycled contacts
-came back to sales.
+"""The closed-loop report: per reason, for lost deals and disqualified leads, how many people were
+handed to marketing, how many came back to sales, how many of those then won, and for how much.
 
-Figures come from the engine's audit records (what was done, when, why) and HubSpot's current
-state (one batch read of the recycled contacts, plus their deals' creation dates). Rendering is
-separate from counting so every format shows the same numbers.
+Counting is `domain.closed_loop.count_loop` (pure). This module gathers what it counts, at the
+edges: the engine's audit records (the losses and their reasons), the contact journeys (one
+episode per person handed to marketing, and whether it came back) and HubSpot, read in batches
+only: the contacts' original source, the deals of the contacts that came back, and those deals'
+stage, close date and amount. Rendering is separate from counting so every format shows the same
+numbers (the HTML page is `report_html`; `RENDERERS` there names every format).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
 import redis
 
+from handoff_worker.domain.closed_loop import (
+    EpisodeRecord,
+    Funnel,
+    LoopFigures,
+    LossKind,
+    LossRecord,
+    Period,
+    WonDeal,
+    count_loop,
+)
+from handoff_worker.domain.journey import Journey, JourneyState
 from handoff_worker.domain.models import ObjectType, RecordKind
-from handoff_worker.domain.rules import LIFECYCLE_ORDER, LIFECYCLE_PROPERTY
+from handoff_worker.domain.nurture import NurtureRules
+from handoff_worker.domain.rules import DealStatus
 from handoff_worker.handoff.audit import AUDIT_CAP, recent_audits
+from handoff_worker.handoff.journeys import JourneyStore
 from handoff_worker.handoff.ledger import Ledger
-from handoff_worker.handoff.run_record import ContactOutcome
+from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.hubspot.protocol import HubSpotGateway
 
-# A recycled contact whose lifecycle stage moved past `lead` has come back. Stages outside HubSpot's
-# order (`other`, a portal's own) are not counted as back: nobody knows where they sit.
-STAGES_PAST_LEAD = frozenset(LIFECYCLE_ORDER[LIFECYCLE_ORDER.index("lead") + 1 :])
-NO_REASON = "(no reason)"
-RECYCLED_OUTCOMES = frozenset({ContactOutcome.RECYCLED, ContactOutcome.RESUMED})
+SOURCE_PROPERTY = "hs_analytics_source"
+# Deal amounts: the portal's own currency first (HubSpot computes it for multi-currency portals).
+AMOUNT_PROPERTIES = ("amount_in_home_currency", "amount")
+WON_DEAL_PROPERTIES = ("pipeline", "dealstage", "closedate", *AMOUNT_PROPERTIES)
+
+KIND_NAMES = {LossKind.DEAL: "Lost deals", LossKind.LEAD: "Disqualified leads"}
+# HubSpot's values of the contact's "Original source", as its UI names them.
+SOURCE_NAMES = {
+    "ORGANIC_SEARCH": "Organic search",
+    "PAID_SEARCH": "Paid search",
+    "EMAIL_MARKETING": "Email marketing",
+    "SOCIAL_MEDIA": "Organic social",
+    "PAID_SOCIAL": "Paid social",
+    "REFERRALS": "Referrals",
+    "OTHER_CAMPAIGNS": "Other campaigns",
+    "DIRECT_TRAFFIC": "Direct traffic",
+    "OFFLINE": "Offline sources",
+    "AI_REFERRALS": "AI referrals",
+    "": "Unknown source",
+}
 
 
-@dataclass(frozen=True)
-class DealHandoff:
-    """One deal's completed handoff, as the audit records tell it."""
-
-    deal_id: str
-    reason: str
-    at: datetime
-    recycled: Mapping[str, datetime]  # contact id -> when it was recycled
-    skipped: Mapping[str, str] = field(default_factory=dict)  # contact id -> why
-    enrolled: Mapping[str, int] = field(default_factory=dict)  # nurture name -> contacts
+def source_name(value: str) -> str:
+    return SOURCE_NAMES.get(value, value.replace("_", " ").capitalize())
 
 
 @dataclass(frozen=True)
@@ -54,36 +75,18 @@ class WaitingDeal:
 
 
 @dataclass
-class ReasonLine:
-    reason: str
-    deals_lost: int = 0
-    contacts_recycled: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    enrolled: Counter[str] = field(default_factory=Counter)
-    came_back: int = 0
+class Report:
+    figures: LoopFigures
+    waiting: list[WaitingDeal]
+    hubspot_calls: int = 0
 
     @property
-    def came_back_rate(self) -> float:
-        return self.came_back / self.contacts_recycled if self.contacts_recycled else 0.0
+    def since(self) -> datetime:
+        return self.figures.period.start
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "reason": self.reason,
-            "deals_lost": self.deals_lost,
-            "contacts_recycled": self.contacts_recycled,
-            "skipped": dict(sorted(self.skipped.items())),
-            "enrolled": dict(sorted(self.enrolled.items())),
-            "came_back": self.came_back,
-            "came_back_rate": round(self.came_back_rate, 4),
-        }
-
-
-@dataclass
-class Report:
-    since: datetime
-    until: datetime
-    lines: list[ReasonLine]
-    waiting: list[WaitingDeal]
+    @property
+    def until(self) -> datetime:
+        return self.figures.period.end
 
     @property
     def waiting_hours(self) -> list[float]:
@@ -91,69 +94,168 @@ class Report:
 
     def as_dict(self) -> dict[str, object]:
         hours = self.waiting_hours
+        figures = self.figures
+        previous = figures.period.before()
         return {
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
-            "reasons": [line.as_dict() for line in self.lines],
+            "overall": figures.overall.as_dict(),
+            "previous_period": {
+                "since": previous.start.isoformat(),
+                "until": previous.end.isoformat(),
+                **figures.previous.as_dict(),
+            },
+            "by_kind": {kind.value: figures.by_kind[kind].as_dict() for kind in LossKind},
+            "reasons": [
+                {"kind": line.kind.value, "reason": line.reason, **line.funnel.as_dict()}
+                for line in figures.reasons
+            ],
+            "sources": [
+                {"source": line.source, "source_name": source_name(line.source), **line.funnel.as_dict()}
+                for line in figures.sources
+            ],
             "waiting_for_reason": {
                 "deals": len(hours),
                 "median_hours": round(median(hours), 1) if hours else 0.0,
                 "oldest_hours": round(hours[-1], 1) if hours else 0.0,
             },
+            "hubspot_calls": self.hubspot_calls,
         }
 
 
-def build_report(
-    handoffs: Iterable[DealHandoff],
-    waiting: Sequence[WaitingDeal],
-    came_back: set[str],
+# --------------------------------------------------------------------------- gathering
+
+
+def losses_from_audits(audits: Iterable[Mapping[str, Any]]) -> tuple[list[LossRecord], dict[str, str]]:
+    """Each loss with a reason once, at its first run (a retry, a resync or a replay of the same loss
+    adds nothing), and every loss id's reason label. Dry runs are left out."""
+    first: dict[str, LossRecord] = {}
+    reasons: dict[str, str] = {}
+    for audit in sorted(audits, key=lambda a: str(a.get("at", ""))):
+        loss_id = str(audit.get("loss_id") or "")
+        if audit.get("dry_run") or not loss_id or not audit.get("reason"):
+            continue
+        at = _parse_time(str(audit.get("at") or ""))
+        kind = _kind_of(loss_id)
+        if at is None or kind is None:
+            continue
+        reasons[loss_id] = str(audit["reason"])
+        first.setdefault(loss_id, LossRecord(loss_id, kind, reasons[loss_id], at))
+    return list(first.values()), reasons
+
+
+def episodes_from_journeys(
+    histories: Mapping[str, Sequence[Journey]], reasons: Mapping[str, str]
+) -> list[EpisodeRecord]:
+    """One record per episode (past and current) of each contact. The reason is that of the loss that
+    started the episode (from the audit records; the episode's own reason when they no longer hold it)."""
+    records: list[EpisodeRecord] = []
+    for contact_id, history in histories.items():
+        by_number = {j.episode.number: j.episode for j in history if j.episode.number > 0}
+        ordered = [by_number[n] for n in sorted(by_number)]
+        for index, episode in enumerate(ordered):
+            started = _parse_time(episode.since)
+            if started is None or not episode.sources:
+                continue
+            start = episode.sources[0].loss_id
+            kind = _kind_of(start) or LossKind.DEAL
+            back = (
+                _parse_time(episode.came_back_at or "") if episode.state is JourneyState.CAME_BACK else None
+            )
+            following = ordered[index + 1] if index + 1 < len(ordered) else None
+            records.append(
+                EpisodeRecord(
+                    contact_id=contact_id,
+                    number=episode.number,
+                    kind=kind,
+                    reason=reasons.get(start) or episode.reason or "(no reason)",
+                    started=started,
+                    came_back=back,
+                    next_started=_parse_time(following.since) if following else None,
+                )
+            )
+    return records
+
+
+def won_deals_of(
+    gateway: HubSpotGateway, pipelines: PipelineCache, rules: NurtureRules, contact_ids: Sequence[str]
+) -> dict[str, list[WonDeal]]:
+    """Each contact's closed-won deals: one batch association read per 1,000 contacts, one batch
+    read per 100 deals, and the deal pipelines (from the shared cache)."""
+    if not contact_ids:
+        return {}
+    deals_by_contact = gateway.batch_associated_ids(ObjectType.CONTACT, list(contact_ids), ObjectType.DEAL)
+    deal_ids = sorted({d for deals in deals_by_contact.values() for d in deals})
+    if not deal_ids:
+        return {}
+    catalog = pipelines.catalog(rules.deals)
+    won: dict[str, WonDeal] = {}
+    for deal in gateway.batch_read(ObjectType.DEAL, deal_ids, list(WON_DEAL_PROPERTIES)):
+        closed = _parse_time(deal.get("closedate"))
+        if (
+            closed is None
+            or catalog.status(deal.get("pipeline"), deal.get("dealstage")) is not DealStatus.WON
+        ):
+            continue
+        won[deal.id] = WonDeal(deal.id, closed, _amount(deal.properties))
+    return {contact_id: [won[d] for d in deals if d in won] for contact_id, deals in deals_by_contact.items()}
+
+
+def original_sources(gateway: HubSpotGateway, contact_ids: Sequence[str]) -> dict[str, str]:
+    """Each contact's original source (one batch read per 100 contacts)."""
+    if not contact_ids:
+        return {}
+    contacts = gateway.batch_read(ObjectType.CONTACT, list(contact_ids), [SOURCE_PROPERTY])
+    return {contact.id: contact.get(SOURCE_PROPERTY) or "" for contact in contacts}
+
+
+def closed_loop_report(
+    client: redis.Redis,
+    gateway: HubSpotGateway,
+    rules: NurtureRules,
     *,
     since: datetime,
     until: datetime,
 ) -> Report:
-    """Count per reason. `came_back` holds the recycled contact ids now back with sales."""
-    lines: dict[str, ReasonLine] = {}
-    counted_back: set[tuple[str, str]] = set()
-    for handoff in handoffs:
-        line = lines.setdefault(handoff.reason, ReasonLine(handoff.reason))
-        line.deals_lost += 1
-        line.contacts_recycled += len(handoff.recycled)
-        line.skipped.update(handoff.skipped.values())
-        line.enrolled.update(handoff.enrolled)
-        for contact_id in handoff.recycled:
-            # A contact recycled by two deals of one reason counts back once for that reason.
-            if contact_id in came_back and (handoff.reason, contact_id) not in counted_back:
-                counted_back.add((handoff.reason, contact_id))
-                line.came_back += 1
-    ordered = sorted(lines.values(), key=lambda line: (-line.deals_lost, line.reason))
-    return Report(since=since, until=until, lines=ordered, waiting=list(waiting))
+    """The loop for [since, until) and the period of the same length before it."""
+    calls_before = gateway.calls_made
+    period = Period(since, until)
+    losses, reasons = losses_from_audits(recent_audits(client, AUDIT_CAP))
+    store = JourneyStore(client)
+    episodes = episodes_from_journeys(store.histories(sorted(store.contact_ids())), reasons)
+    earliest = period.before().start
+    counted = [e for e in episodes if earliest <= e.started < until]
+    in_period = sorted({e.contact_id for e in counted if e.started >= since})
+    came_back = sorted({e.contact_id for e in counted if e.came_back is not None})
+    won = won_deals_of(gateway, PipelineCache(client, gateway), rules, came_back)
+    sources = original_sources(gateway, in_period)
+    never_nurtured = frozenset(reason.label for reason in rules.reasons if not reason.recycle)
+    figures = count_loop(losses, counted, won, sources, never_nurtured=never_nurtured, period=period)
+    waiting = [
+        WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
+        for w in Ledger(client).list_waiting()
+        if w.kind is RecordKind.DEAL
+    ]
+    return Report(figures, waiting, hubspot_calls=gateway.calls_made - calls_before)
 
 
-def contacts_back_in_sales(gateway: HubSpotGateway, recycled: Mapping[str, datetime]) -> set[str]:
-    """Recycled contacts whose lifecycle stage is now past `lead`, or that have a deal created after
-    they were recycled. One batch read of contacts, one batch association read, and one batch read
-    of only the deals still undecided."""
-    if not recycled:
-        return set()
-    ids = sorted(recycled)
-    contacts = gateway.batch_read(ObjectType.CONTACT, ids, [LIFECYCLE_PROPERTY])
-    back = {c.id for c in contacts if c.get(LIFECYCLE_PROPERTY) in STAGES_PAST_LEAD}
-    undecided = [i for i in ids if i not in back]
-    if not undecided:
-        return back
-    deals_by_contact = gateway.batch_associated_ids(ObjectType.CONTACT, undecided, ObjectType.DEAL)
-    deal_ids = sorted({d for deals in deals_by_contact.values() for d in deals})
-    if not deal_ids:
-        return back
-    created = {
-        deal.id: _parse_time(deal.get("createdate"))
-        for deal in gateway.batch_read(ObjectType.DEAL, deal_ids, ["createdate"])
-    }
-    for contact_id, deals in deals_by_contact.items():
-        recycled_at = recycled[contact_id]
-        if any((created.get(d) or recycled_at) > recycled_at for d in deals):
-            back.add(contact_id)
-    return back
+_KIND_OF_RECORD = {RecordKind.DEAL.value: LossKind.DEAL, RecordKind.CONTACT.value: LossKind.LEAD}
+
+
+def _kind_of(loss_id: str) -> LossKind | None:
+    """A loss id starts with its record's kind ("deal:2001:1", "contact:3006:1")."""
+    return _KIND_OF_RECORD.get(loss_id.split(":", 1)[0])
+
+
+def _amount(properties: Mapping[str, str | None]) -> float:
+    for name in AMOUNT_PROPERTIES:
+        raw = (properties.get(name) or "").strip()
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                continue
+    return 0.0
 
 
 def _parse_time(raw: str | None) -> datetime | None:
@@ -161,87 +263,102 @@ def _parse_time(raw: str | None) -> datetime | None:
         return None
     if raw.isdigit():
         return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
-    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def handoffs_from_audits(audits: Iterable[Mapping[str, Any]], *, since: datetime) -> list[DealHandoff]:
-    """Fold the engine's audit records (one per run) into one handoff per loss with a reason.
-
-    A loss may take several runs (a retry, a resync, a replay): contacts recycled in any run count
-    once, at their first recycle; a contact skipped in one run and recycled in a later one counts
-    as recycled; dry runs and runs before `since` are left out.
-    """
-    by_loss: dict[str, _LossFold] = {}
-    for audit in sorted(audits, key=lambda a: str(a.get("at", ""))):
-        if audit.get("kind") != RecordKind.DEAL or audit.get("dry_run") or not audit.get("loss_id"):
-            continue
-        at = _parse_time(str(audit.get("at") or ""))
-        if at is None or at < since:
-            continue
-        fold = by_loss.setdefault(str(audit["loss_id"]), _LossFold(str(audit["object_id"]), at))
-        fold.add(audit, at)
-    return [fold.handoff() for fold in by_loss.values() if fold.reason is not None]
+# --------------------------------------------------------------------------- words and numbers
 
 
-@dataclass
-class _LossFold:
-    deal_id: str
-    first_at: datetime
-    reason: str | None = None
-    recycled: dict[str, datetime] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    enrolled: set[tuple[str, str]] = field(default_factory=set)
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
 
-    def add(self, audit: Mapping[str, Any], at: datetime) -> None:
-        if audit.get("reason"):
-            self.reason = str(audit["reason"])
-        contacts: Mapping[str, Mapping[str, Any]] = audit.get("contacts") or {}
-        for contact_id, contact in contacts.items():
-            outcome = contact.get("outcome")
-            if outcome in RECYCLED_OUTCOMES:
-                self.recycled.setdefault(contact_id, at)
-            elif outcome == ContactOutcome.SKIPPED:
-                # The engine writes "<why>: <detail>"; the report groups by the why.
-                self.skipped[contact_id] = str(contact.get("why", "")).split(":", 1)[0] or "unknown"
-        for enrollment in audit.get("enrollments") or ():
-            self.enrolled.add((str(enrollment.get("contact")), str(enrollment.get("name") or "")))
 
-    def handoff(self) -> DealHandoff:
-        return DealHandoff(
-            deal_id=self.deal_id,
-            reason=self.reason or NO_REASON,
-            at=self.first_at,
-            recycled=dict(self.recycled),
-            skipped={c: why for c, why in self.skipped.items() if c not in self.recycled},
-            enrolled=dict(Counter(name for _, name in self.enrolled)),
-        )
+def money(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} d"
+
+
+def recycled_text(funnel: Funnel) -> str:
+    return "not nurtured" if funnel.recycled is None else str(funnel.recycled)
+
+
+def change_text(now: float, before: float) -> str:
+    """'+3 (+50%)' against the previous period; 'new' when there was nothing before."""
+    if before == 0:
+        return "same" if now == 0 else "new"
+    delta = now - before
+    if delta == 0:
+        return "same"
+    return f"{delta:+,.0f} ({delta / before:+.0%})"
 
 
 # --------------------------------------------------------------------------- rendering
 
+TABLE_HEADER = (
+    "reason",
+    "lost",
+    "recycled",
+    "came back",
+    "back rate",
+    "won",
+    "won rate",
+    "revenue",
+    "median time back",
+)
 
-def _counter_text(counter: Mapping[str, int]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(counter.items())) or "-"
+
+def _funnel_cells(label: str, funnel: Funnel) -> tuple[str, ...]:
+    return (
+        label,
+        "-" if funnel.lost is None else str(funnel.lost),
+        recycled_text(funnel),
+        str(funnel.came_back),
+        percent(funnel.came_back_rate),
+        str(funnel.won),
+        percent(funnel.won_rate),
+        money(funnel.revenue),
+        days(funnel.median_days_to_come_back),
+    )
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 def render_table(report: Report) -> str:
-    header = ("reason", "deals", "recycled", "came back", "rate", "skipped", "enrolled")
-    rows = [
-        (
-            line.reason,
-            str(line.deals_lost),
-            str(line.contacts_recycled),
-            str(line.came_back),
-            f"{line.came_back_rate:.0%}",
-            _counter_text(line.skipped),
-            _counter_text(line.enrolled),
-        )
-        for line in report.lines
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    figures = report.figures
+    overall, previous = figures.overall, figures.previous
     text = [f"closed-loop report {report.since:%Y-%m-%d} .. {report.until:%Y-%m-%d}", ""]
-    for row in [header, *rows]:
-        text.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    headline = [
+        ("lost", overall.lost or 0, previous.lost or 0),
+        ("recycled", overall.recycled or 0, previous.recycled or 0),
+        ("came back", overall.came_back, previous.came_back),
+        ("came back and won", overall.won, previous.won),
+        ("revenue", overall.revenue, previous.revenue),
+    ]
+    rows = [("", "this period", "previous period", "change")]
+    for label, now, before in headline:
+        rows.append((label, money(now), money(before), change_text(now, before)))
+    text += _columns(rows)
+    for kind in LossKind:
+        lines = [line for line in figures.reasons if line.kind is kind]
+        text += ["", KIND_NAMES[kind]]
+        table = [TABLE_HEADER, *(_funnel_cells(line.reason, line.funnel) for line in lines)]
+        table.append(_funnel_cells("all reasons", figures.by_kind[kind]))
+        text += _columns(table)
+    text += ["", "By original source"]
+    source_rows = [_funnel_cells(source_name(line.source), line.funnel) for line in figures.sources]
+    text += _columns([("source", *TABLE_HEADER[1:]), *source_rows])
     text.append("")
     hours = report.waiting_hours
     if hours:
@@ -254,96 +371,51 @@ def render_table(report: Report) -> str:
     return "\n".join(text) + "\n"
 
 
+CSV_FIELDS = (
+    "group",
+    "kind",
+    "name",
+    "lost",
+    "recycled",
+    "came_back",
+    "came_back_and_won",
+    "revenue",
+    "came_back_rate",
+    "won_rate",
+    "recycled_to_won_rate",
+    "median_days_to_come_back",
+)
+
+
 def render_csv(report: Report) -> str:
+    """One row per line of the report: `group` is reason, kind (all reasons of a kind), overall,
+    previous_period or source."""
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        ["reason", "deals_lost", "contacts_recycled", "came_back", "came_back_rate", "skipped", "enrolled"]
-    )
-    for line in report.lines:
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    figures = report.figures
+
+    def row(group: str, kind: str, name: str, funnel: Funnel) -> None:
+        values = funnel.as_dict()
         writer.writerow(
-            [
-                line.reason,
-                line.deals_lost,
-                line.contacts_recycled,
-                line.came_back,
-                f"{line.came_back_rate:.4f}",
-                "; ".join(f"{k}={v}" for k, v in sorted(line.skipped.items())),
-                "; ".join(f"{k}={v}" for k, v in sorted(line.enrolled.items())),
-            ]
+            {
+                "group": group,
+                "kind": kind,
+                "name": name,
+                **{k: "" if v is None else v for k, v in values.items() if k in CSV_FIELDS},
+            }
         )
+
+    for line in figures.reasons:
+        row("reason", line.kind.value, line.reason, line.funnel)
+    for kind in LossKind:
+        row("kind", kind.value, KIND_NAMES[kind], figures.by_kind[kind])
+    row("overall", "", "all", figures.overall)
+    row("previous_period", "", "all", figures.previous)
+    for source in figures.sources:
+        row("source", "", source.source or "UNKNOWN", source.funnel)
     return out.getvalue()
 
 
 def render_json(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2) + "\n"
-
-
-_BAR_WIDTH = 320
-
-
-def _svg_bars(line: ReasonLine, scale: int) -> str:
-    """Three bars: deals lost, contacts recycled, came back; one scale across every reason."""
-    bars = [("deals lost", line.deals_lost, "#6b7280"), ("recycled", line.contacts_recycled, "#2563eb")]
-    bars.append(("came back", line.came_back, "#16a34a"))
-    parts = []
-    for index, (label, value, colour) in enumerate(bars):
-        y = index * 22
-        width = round(_BAR_WIDTH * value / scale) if scale else 0
-        parts.append(
-            f'<text x="0" y="{y + 14}" font-size="12">{label}</text>'
-            f'<rect x="80" y="{y + 3}" width="{width}" height="14" fill="{colour}"/>'
-            f'<text x="{86 + width}" y="{y + 14}" font-size="12">{value}</text>'
-        )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_BAR_WIDTH + 140}" height="66" role="img" '
-        f'aria-label="{html.escape(line.reason)}">{"".join(parts)}</svg>'
-    )
-
-
-def render_html(report: Report) -> str:
-    """One self-contained page: no script, no external file, one inline SVG chart per reason."""
-    scale = max([max(line.deals_lost, line.contacts_recycled) for line in report.lines] or [0])
-    sections = []
-    for line in report.lines:
-        sections.append(
-            f"<section><h2>{html.escape(line.reason)}</h2>{_svg_bars(line, scale)}"
-            f"<p>came back to sales: {line.came_back} of {line.contacts_recycled} "
-            f"({line.came_back_rate:.0%})</p>"
-            f"<p>skipped: {html.escape(_counter_text(line.skipped))}</p>"
-            f"<p>enrolled: {html.escape(_counter_text(line.enrolled))}</p></section>"
-        )
-    hours = report.waiting_hours
-    waiting = (
-        f"{len(hours)} deal(s) waiting for a reason, median {median(hours):.1f} h, oldest {hours[-1]:.1f} h"
-        if hours
-        else "no deal waiting for a reason"
-    )
-    title = f"Closed-loop report {report.since:%Y-%m-%d} to {report.until:%Y-%m-%d}"
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}"
-        "section{border-top:1px solid #ddd;padding:.5rem 0}</style></head><body>"
-        f"<h1>{title}</h1><p>{waiting}</p>{''.join(sections)}</body></html>\n"
-    )
-
-
-RENDERERS = {"table": render_table, "csv": render_csv, "json": render_json, "html": render_html}
-
-
-def closed_loop_report(
-    client: redis.Redis, gateway: HubSpotGateway, *, since: datetime, until: datetime
-) -> Report:
-    """Audit records (what was done) plus HubSpot's current state (who came back)."""
-    handoffs = handoffs_from_audits(recent_audits(client, AUDIT_CAP), since=since)
-    recycled: dict[str, datetime] = {}
-    for handoff in handoffs:
-        for contact_id, at in handoff.recycled.items():
-            recycled[contact_id] = min(at, recycled.get(contact_id, at))
-    back = contacts_back_in_sales(gateway, recycled)
-    waiting = [
-        WaitingDeal(w.object_id, datetime.fromisoformat(w.since))
-        for w in Ledger(client).list_waiting()
-        if w.kind is RecordKind.DEAL
-    ]
-    return build_report(handoffs, waiting, back, since=since, until=until)

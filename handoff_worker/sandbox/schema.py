@@ -133,6 +133,20 @@ class Schema:
         return rank.get(new, -1) >= rank.get(current, -1)
 
 
+ORIGINAL_SOURCES = (
+    ("ORGANIC_SEARCH", "Organic Search"),
+    ("PAID_SEARCH", "Paid Search"),
+    ("EMAIL_MARKETING", "Email Marketing"),
+    ("SOCIAL_MEDIA", "Organic Social"),
+    ("REFERRALS", "Referrals"),
+    ("OTHER_CAMPAIGNS", "Other Campaigns"),
+    ("DIRECT_TRAFFIC", "Direct Traffic"),
+    ("OFFLINE", "Offline Sources"),
+    ("PAID_SOCIAL", "Paid Social"),
+    ("AI_REFERRALS", "AI Referrals"),
+)
+
+
 def _prop(name: str, label: str, kind: str = "string", field_type: str = "text") -> dict[str, Any]:
     return {"name": name, "label": label, "type": kind, "fieldType": field_type, "options": []}
 
@@ -162,8 +176,14 @@ def _builtin_properties(lifecycle_order: tuple[str, ...]) -> dict[str, dict[str,
     lead_status["options"] = [
         _option(value, value.replace("_", " ").title(), i) for i, value in enumerate(LEAD_STATUSES)
     ]
+    # HubSpot sets it from the contact's first visit or import; reports group people by it.
+    original_source = _prop("hs_analytics_source", "Original Source", "enumeration", "select")
+    original_source["options"] = [
+        _option(value, label, i) for i, (value, label) in enumerate(ORIGINAL_SOURCES)
+    ]
     contacts = [
         _prop(CONTACT_MODIFIED_PROPERTY, "Last modified date", "datetime", "date"),
+        original_source,
         _prop("email", "Email"),
         _prop("firstname", "First name"),
         _prop("lastname", "Last name"),
