@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -72,6 +73,29 @@ def ensure_venv(lock: str) -> None:
     STAMP.write_text(install_fingerprint(lock))
 
 
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def ensure_chromium() -> None:
+    """The HTML report's test renders the page in a real Chromium (tests/ops/test_report_browser.py).
+    Missing: installed from Debian's packages when this runs as root with apt-get, else a stop that
+    says how to get it. The test itself installs nothing and fails, never skips, without it."""
+    if any(shutil.which(name) for name in CHROMIUM_NAMES):
+        return
+    if getattr(os, "geteuid", lambda: -1)() == 0 and shutil.which("apt-get"):
+        print("chromium is missing: installing Debian's (the HTML report is checked in it)", flush=True)
+        os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+        run("apt-get", "update")
+        run("apt-get", "install", "-y", "chromium")
+        return
+    sys.exit(
+        "chromium is not installed, and the tests check the HTML report in it. Install it, then run "
+        "this again: `sudo apt-get install -y chromium` (Debian/Ubuntu), `sudo dnf install chromium` "
+        "(Fedora), `brew install --cask chromium` (macOS); any of chromium, chromium-browser or "
+        "google-chrome on PATH will do."
+    )
+
+
 def write_locks(extra_args: list[str]) -> None:
     """Resolve pyproject's dependency lists into requirements/*.txt with uv (from the dev install)."""
     if not (BIN / "uv").exists():
@@ -99,6 +123,7 @@ def main(argv: list[str]) -> None:
     if command == "demo":
         run(BIN / "handoff-worker", "demo", *rest)
     elif command == "test":
+        ensure_chromium()
         run(BIN / "ruff", "check", ".")
         run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "mypy")

@@ -84,7 +84,9 @@ def seed(server: SandboxServer, client: redis.Redis, people: int, came_back_shar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--people", type=int, default=5000)
     parser.add_argument("--came-back", type=float, default=0.3, help="share of people who came back")
     args = parser.parse_args()
