@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -36,12 +37,16 @@ SOURCES = ("ORGANIC_SEARCH", "PAID_SEARCH", "REFERRALS", "EMAIL_MARKETING", "")
 
 def seed(server: SandboxServer, client: redis.Redis, people: int, came_back_share: float) -> None:
     now = datetime.now(UTC)
-    contacts, deals, links, journeys = [], [], [], []
+    contacts: list[dict[str, Any]] = []
+    deals: list[dict[str, Any]] = []
+    links: list[dict[str, str]] = []
+    journeys: list[Journey] = []
     for n in range(people):
         cid = str(500_000 + n)
-        contacts.append({"id": cid, "properties": {"email": f"p{n}@example.com", "lifecyclestage": "lead"}})
+        properties = {"email": f"p{n}@example.com", "lifecyclestage": "lead"}
         if SOURCES[n % len(SOURCES)]:
-            contacts[-1]["properties"]["hs_analytics_source"] = SOURCES[n % len(SOURCES)]
+            properties["hs_analytics_source"] = SOURCES[n % len(SOURCES)]
+        contacts.append({"id": cid, "properties": properties})
         started = now - timedelta(days=1 + n % 80)
         back = n % 100 < came_back_share * 100
         if back and n % 4 in (0, 1):

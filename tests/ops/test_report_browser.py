@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,7 +147,7 @@ def render_in_chromium(page: Path, profile: Path, *extra: str) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What the browser laid out, measured by the probe."""
     folder = tmp_path_factory.mktemp("report")
     html = render_page(quarter())
@@ -155,13 +156,13 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     result = render_in_chromium(page, folder / "profile", "--virtual-time-budget=5000", "--dump-dom")
     found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"the probe did not run: {result.stdout[-500:]} {result.stderr[-500:]}"
-    probe: dict[str, object] = json.loads(
+    probe: dict[str, Any] = json.loads(
         found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
     )
     return probe
 
 
-def test_the_headline_numbers_are_on_the_first_screen(seen: dict[str, object]) -> None:
+def test_the_headline_numbers_are_on_the_first_screen(seen: dict[str, Any]) -> None:
     headline = seen["headline"]
     assert isinstance(headline, list)
     figures = {f["name"]: f for f in headline}
@@ -177,7 +178,7 @@ def test_the_headline_numbers_are_on_the_first_screen(seen: dict[str, object]) -
         assert figure["width"] > 150 and figure["top"] >= 0 and figure["bottom"] <= HEIGHT, figure
 
 
-def test_the_chart_has_a_bar_per_reason_and_series_side_by_side(seen: dict[str, object]) -> None:
+def test_the_chart_has_a_bar_per_reason_and_series_side_by_side(seen: dict[str, Any]) -> None:
     bars = seen["bars"]
     assert isinstance(bars, list)
     nurtured = {*REASONS, "Not Ready"}
@@ -196,12 +197,12 @@ def test_the_chart_has_a_bar_per_reason_and_series_side_by_side(seen: dict[str, 
     assert all(b["right"] <= chart["right"] and b["height"] >= 8 for b in bars)
 
 
-def test_nothing_overflows_a_laptop_screen(seen: dict[str, object]) -> None:
+def test_nothing_overflows_a_laptop_screen(seen: dict[str, Any]) -> None:
     assert seen["innerWidth"] == WIDTH
     assert seen["scrollWidth"] <= WIDTH
 
 
-def test_the_table_speaks_to_people(seen: dict[str, object]) -> None:
+def test_the_table_speaks_to_people(seen: dict[str, Any]) -> None:
     rows = seen["rows"]
     text = seen["text"]
     assert isinstance(rows, list) and isinstance(text, str)
