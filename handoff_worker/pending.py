@@ -226,12 +226,21 @@ def _leaves_room(mark: str | bytes | None, *, live: bool) -> bool:
     return not mark.startswith(prefix)  # type: ignore[arg-type]  # prefix matches mark's type
 
 
-def unmark(client: redis.Redis, marks: Sequence[tuple[str, str, str]], work_class: WorkClass) -> None:
-    """Remove marks `queue_once` set, each (kind, id, task id), when their messages could not be
-    published: the record must not look queued."""
+def unmark(
+    client: redis.Redis,
+    marks: Sequence[tuple[str, str, str]],
+    work_class: WorkClass,
+    *,
+    dedupe_keys: Sequence[str] = (),
+) -> None:
+    """Take back what `queue_once` wrote when its messages could not be published: the marks, each
+    (kind, id, task id), and the dedupe keys of the events it found new. Neither the records nor
+    the events may look queued, or HubSpot's retry would be taken for a duplicate."""
     pipe = client.pipeline(transaction=False)
     for kind, object_id, task_id in marks:
         pipe.eval(_DELETE_IF, 1, pending_key(kind, object_id), queued_mark(work_class, task_id))
+    if dedupe_keys:
+        pipe.delete(*dedupe_keys)
     pipe.execute()
 
 

@@ -243,9 +243,10 @@ class CeleryTaskPublisher:
             self.publish([call for _, call in chosen])
         except Exception as exc:  # kombu and its transports raise their own errors
             marks = [(*unit.record, call.task_id) for unit, call in chosen if unit.record is not None]
+            new_events = [key for key, seen in zip(dedupe_keys, result.seen, strict=True) if not seen]
             # Should this fail too, the marks expire and the next event or sweep queues the records.
             with contextlib.suppress(redis.RedisError):
-                unmark(self._marks, marks, work_class)
+                unmark(self._marks, marks, work_class, dedupe_keys=new_events)
             raise PublishError(f"publishing {len(chosen)} units to {self._queue} failed: {exc}") from exc
         return QueuedUnits(result.seen, queued)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -118,3 +119,38 @@ def test_concurrent_requests_about_the_same_deals_queue_each_deal_once(
     assert statuses == [204] * len(bodies)
     queued = sorted(int(t.kwargs["deal_id"]) for t in queued_tasks(redis_conn))
     assert queued == deal_ids
+
+
+@pytest.mark.timeout(60)
+def test_a_broker_that_refuses_the_work_leaves_no_mark_behind(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
+    """With a broker other than our Redis, marks are written first and the messages published after:
+    a publish that fails answers 503 and takes its marks back, so HubSpot's retry queues the deal
+    instead of finding it 'already queued' with nothing in any queue."""
+    from handoff_worker.pending import pending_key
+
+    settings = make_settings(redis_url)
+    refusing = create_celery(settings)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    closed_port = free.getsockname()[1]
+    free.close()
+    refusing.conf.update(
+        broker_url=f"amqp://guest:guest@127.0.0.1:{closed_port}//",
+        broker_transport_options={},
+        broker_connection_timeout=0.5,
+        task_publish_retry_policy={"max_retries": 0},
+    )
+    client = create_app(settings, rules=RULES, redis_client=redis_conn, celery_app=refusing).test_client()
+    body = encode([deal_stage_event(77)])
+    response = client.post("/webhooks/hubspot", data=body, headers=v3_headers(body))
+    assert response.status_code == 503
+    assert not redis_conn.exists(pending_key("deal", "77"))
+    assert not redis_conn.keys("handoff:webhook:seen:*"), "the event must not look seen either"
+
+    # HubSpot's retry, once the broker is back, queues the deal.
+    working = create_app(settings, rules=RULES, celery_app=create_celery(settings)).test_client()
+    retry = encode([deal_stage_event(77)])
+    assert working.post("/webhooks/hubspot", data=retry, headers=v3_headers(retry)).status_code == 204
+    assert [t.kwargs["deal_id"] for t in queued_tasks(redis_conn)] == ["77"]
