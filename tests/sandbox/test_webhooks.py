@@ -47,6 +47,18 @@ def test_rep_losing_a_deal_sends_signed_property_changes(sandbox: SandboxServer,
     assert {"eventId", "subscriptionId", "portalId", "appId", "occurredAt", "sourceId"} <= stage.keys()
 
 
+def test_the_lead_reason_is_watched_by_default_as_the_readme_says_to_subscribe(
+    sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    # A reason filled in after the lead was disqualified must reach the intake on its own.
+    sandbox.control.rep_update("contacts", "3006", {"hs_lead_status": "UNQUALIFIED"})
+    _point_at(sandbox, receiver)
+    sandbox.control.rep_update("contacts", "3006", {"handoff_unqualified_reason": "Pricing"})
+    sandbox.control.wait_for_webhooks(timeout=10)
+    [event] = [e for e in receiver.events() if e["propertyName"] == "handoff_unqualified_reason"]
+    assert (event["subscriptionType"], event["objectId"]) == ("contact.propertyChange", 3006)
+
+
 def test_api_writes_come_back_as_integration_changes(
     client: HubSpot, sandbox: SandboxServer, receiver: Receiver
 ) -> None:
