@@ -195,11 +195,14 @@ def rehearse_command(port: int, sandbox_port: int, procfile: Path) -> None:
     Procfile, wired to each other. Needs Redis at REDIS_URL. Lose a deal through the
     sandbox's control API (see the README) and watch it handed off. Ctrl-C stops everything."""
     from handoff_worker.sandbox.testing import SandboxServer
+    from handoff_worker.state import redis_client
 
     rehearsal = Rehearsal(web_port=port, sandbox_port=sandbox_port)
     env = rehearsal.environment(os.environ)
     # What the processes will read (.env, the environment, the wiring), checked before anything starts.
     settings = Settings.from_env(env)
+    # Every process needs it: said in one line now, not by four processes failing in turn.
+    redis_client(settings).ping()
     processes = read_procfile(procfile)
     sandbox = SandboxServer.start(
         client_secret=REHEARSAL_CLIENT_SECRET,

@@ -37,6 +37,7 @@ OPS_COMMANDS = [
     (["config", "check", "--remote"], "config check"),
     (["config", "setup-properties"], "config setup-properties"),
     (["journey", "3001"], "journey"),
+    (["rehearse", "--procfile", str(ROOT / "Procfile")], "rehearse"),
 ]
 # Commands that never read REDIS_URL (settings only shows it: see the malformed-URL test).
 NO_REDIS = {*SELF_CONTAINED, "settings"}
