@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from celery import Celery
 
+from handoff_worker import celery_process
 from handoff_worker.settings import Settings, get_settings
 from handoff_worker.state import KEY_PREFIX
 
@@ -73,7 +74,10 @@ def queue_key(queue: str) -> str:
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("handoff_worker", include=["handoff_worker.tasks", "handoff_worker.beat"])
+    app = Celery(
+        "handoff_worker",
+        include=["handoff_worker.tasks", "handoff_worker.beat", "handoff_worker.worker_metrics"],
+    )
     redis_broker = settings.redis_url.startswith(("redis://", "rediss://", "unix://"))
     app.conf.update(
         broker_url=settings.redis_url,
@@ -118,6 +122,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_pool_limit=10,
         beat_schedule=beat_schedule(settings),
     )
+    celery_process.install(app)
     return app
 
 

@@ -58,6 +58,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "journey_command",
         "Show where contacts stand: with sales, recycled into a nurture, or come back.",
     ),
+    "status": (
+        "handoff_worker.commands.status",
+        "status_command",
+        "What is queued, running, waiting, failed and done; budget in use; ETA. Exit codes for checks.",
+    ),
     "settings": (
         "handoff_worker.cli",
         "settings_command",
@@ -132,8 +137,13 @@ def _importable(module: str) -> bool:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="handoff-worker")
 @click.option("--debug", is_flag=True, help="On an error, show the full traceback instead of one line.")
+@click.option(
+    "--json-logs",
+    is_flag=True,
+    help="Write log lines as JSON at LOG_LEVEL, with the fields the services use (also: LOG_FORMAT=json).",
+)
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Hand lost HubSpot deals and unqualified leads back to marketing nurture.
 
     Settings come from the environment and `.env` in the current folder (see `.env.example`). When
@@ -141,7 +151,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     if ctx.invoked_subcommand in SELF_CONTAINED or _asks_for_help(ctx):
         return
-    _log_to_stderr(ctx, debug)
+    _log_to_stderr(ctx, debug, json_logs)
     from handoff_worker.errors import HandoffError
     from handoff_worker.settings import Settings, mask_url, redis_url_origin
 
@@ -155,21 +165,43 @@ def main(ctx: click.Context, debug: bool) -> None:
     click.echo(f"using Redis at {redis_url} ({origin})", err=True)
 
 
-def _log_to_stderr(ctx: click.Context, debug: bool) -> None:
+def _log_to_stderr(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Errors only, unless --debug: what a command gets past is its own business (its summary says
-    what failed), and what stops it is said once, by the error boundary."""
+    what failed), and what stops it is said once, by the error boundary. With --json-logs (or
+    LOG_FORMAT=json) the lines are for a log collector: JSON, from LOG_LEVEL up."""
+    from handoff_worker.logs import JsonFormatter, set_process_role
+
+    level = logging.DEBUG if debug else logging.ERROR
+    formatter: logging.Formatter = logging.Formatter("%(message)s")
+    log_format, log_level = _log_settings()
+    if json_logs or log_format == "json":
+        set_process_role("cli")
+        formatter = JsonFormatter()
+        level = logging.DEBUG if debug else logging.getLevelName(log_level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     level_before = root.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.ERROR)
+    root.setLevel(level)
 
     def restore() -> None:
         root.removeHandler(handler)
         root.setLevel(level_before)
 
     ctx.call_on_close(restore)
+
+
+def _log_settings() -> tuple[str, str]:
+    """LOG_FORMAT and LOG_LEVEL; when the settings are invalid the command itself says so."""
+    from handoff_worker.errors import HandoffError
+    from handoff_worker.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except HandoffError:
+        return "", "INFO"
+    return settings.log_format, settings.log_level
 
 
 def _asks_for_help(ctx: click.Context) -> bool:

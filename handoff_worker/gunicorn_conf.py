@@ -12,8 +12,8 @@ connection closed. docs/performance.md and docs/reliability.md have the measurem
 HubSpot gives up after 5 s, so a worker that has not reported to gunicorn for 30 s is stuck and is
 replaced. Run a reverse proxy in front all the same (TLS, connection limits per client).
 
-With several workers, set PROMETHEUS_MULTIPROC_DIR to an empty writable directory so /metrics
-adds up every worker's numbers; `child_exit` below tidies a dead worker's files.
+The workers share one metrics directory (PROMETHEUS_MULTIPROC_DIR, or one of their own made at
+start) so /metrics adds up every worker's numbers; `child_exit` below tidies a dead worker's files.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from handoff_worker.errors import SettingsError
+from handoff_worker.logs import dict_config, set_process_role
 from handoff_worker.settings import get_settings
 from handoff_worker.web_worker import read_timeout_from, whole_number_from
 
@@ -67,10 +68,24 @@ secure_scheme_headers: dict[str, str] = {}
 # app, a test run) would replace this one's. Nothing here uses it.
 control_socket_disable = True
 accesslog = None  # the app writes one JSON line per request itself
+# gunicorn's own lines (start, worker boots and exits) in the format of the app's, at LOG_LEVEL.
+_log_settings = get_settings()  # check_web above said what is wrong with them, if anything
+set_process_role("web")
+logconfig_dict = dict_config(
+    _log_settings.log_level, _log_settings.log_format or "json", loggers=("gunicorn.error",)
+)
+
+
+def on_starting(server: Any) -> None:
+    # Before the first worker forks (and imports the app): the workers' shared, empty metrics
+    # directory, so /metrics adds up every worker's counts (docs/operations.md, "Metrics").
+    from handoff_worker.metrics_dir import use_multiprocess_dir
+
+    use_multiprocess_dir("web")
 
 
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from handoff_worker.metrics import mark_process_dead
 
-        multiprocess.mark_process_dead(worker.pid)
+        mark_process_dead(worker.pid)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from handoff_worker.errors import SettingsError
+from handoff_worker.logs import LOG_FORMATS, LOG_LEVELS
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -83,6 +84,8 @@ class Settings:
     resync_interval_minutes: int = 15
     resync_lookback_minutes: int = 10
     log_level: str = "INFO"
+    # json or text; empty: the process's own default (JSON for the services, text for commands).
+    log_format: str = ""
 
     @classmethod
     def from_env(
@@ -372,8 +375,29 @@ def _parse(env: Mapping[str, str], require: tuple[str, ...]) -> Settings:
         ops_bind=_bind_address(env, "OPS_BIND", example="127.0.0.1:9100"),
         resync_interval_minutes=int(_number(env, "RESYNC_INTERVAL_MINUTES", 15, example="15")) or 15,
         resync_lookback_minutes=int(_number(env, "RESYNC_LOOKBACK_MINUTES", 10, example="10")),
-        log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),
+        log_level=_log_level(env),
+        log_format=_log_format(env),
     )
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = _get(env, "LOG_LEVEL") or "INFO"
+    level = "WARNING" if raw.upper() == "WARN" else raw.upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"LOG_LEVEL={raw!r} is not a log level: use one of {', '.join(LOG_LEVELS)}, e.g. LOG_LEVEL=INFO"
+        )
+    return level
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    raw = _get(env, "LOG_FORMAT") or ""
+    if raw and raw.lower() not in LOG_FORMATS:
+        raise SettingsError(
+            f"LOG_FORMAT={raw!r} is not a log format: use json (one JSON object a line, for log "
+            "search) or text (for a person), e.g. LOG_FORMAT=json"
+        )
+    return raw.lower()
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,6 @@ from handoff_worker.settings import get_settings
 from handoff_worker.state import redis_client
 
 settings = get_settings()
-configure_json_logging(settings.log_level)
+configure_json_logging(settings.log_level, settings.log_format or "json")
 _last_good = RedisLastGood(redis_client(settings), settings.handoff_config)
 app = create_app(settings, rules=RulesStore(settings.handoff_config, last_good=_last_good).current)

@@ -38,6 +38,7 @@ OPS_COMMANDS = [
     (["config", "setup-properties"], "config setup-properties"),
     (["journey", "3001"], "journey"),
     (["rehearse", "--procfile", str(ROOT / "Procfile")], "rehearse"),
+    (["status"], "status"),
 ]
 # Commands that never read REDIS_URL (settings only shows it: see the malformed-URL test).
 NO_REDIS = {*SELF_CONTAINED, "settings"}

@@ -133,3 +133,16 @@ def test_redis_url_origin_names_the_env_file_or_the_default(tmp_path: Path) -> N
     assert "the default" in (redis_url_origin({}, dotenv_path=dotenv) or "")
     dotenv.write_text("REDIS_URL=redis://h:6379/0\n")
     assert redis_url_origin({}, dotenv_path=dotenv) == f"REDIS_URL from {dotenv}"
+
+
+@pytest.mark.parametrize("name", ["LOG_LEVEL", "LOG_FORMAT"])
+def test_a_misspelt_log_setting_is_named_with_the_values_it_takes(name: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load(**{name: "verbose"})
+    assert f"{name}='verbose'" in str(err.value) and f"e.g. {name}=" in str(err.value)
+
+
+def test_log_settings_read_as_the_logging_module_needs_them() -> None:
+    settings = load(LOG_LEVEL="warn", LOG_FORMAT="TEXT")
+    assert (settings.log_level, settings.log_format) == ("WARNING", "text")
+    assert load().log_format == ""  # each process's own default

@@ -7,15 +7,19 @@ last failed. A later success removes the record.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import redis
 
+from handoff_worker import metrics
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.state import KEY_PREFIX
 
 DEADLETTER_KEY = f"{KEY_PREFIX}deadletter"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,37 @@ def record_failure(
         permanent=permanent,
     )
     client.hset(DEADLETTER_KEY, failure.key, json.dumps(asdict(failure)))
+    metrics.DEAD_LETTERS_RECORDED.labels(kind=str(kind), permanent=str(permanent).lower()).inc()
+    log.warning(
+        "handoff of %s %s failed and waits in the dead letter: %s. %s",
+        kind,
+        object_id,
+        error,
+        fix_hint(failure),
+        extra={
+            "kind": str(kind),
+            "object_id": object_id,
+            "attempts": failure.attempts,
+            "permanent": permanent,
+            "trigger": trigger,
+            "dead_letter": True,
+        },
+    )
     return failure
+
+
+def fix_hint(failure: FailedHandoff) -> str:
+    """What to do about one dead letter, said where ops see it: the log line and `failures`."""
+    replay = f"`handoff-worker replay --{failure.kind} {failure.object_id}`"
+    if failure.permanent:
+        return (
+            "Fix what the error names (the nurture YAML, HubSpot's data or the app's scopes), "
+            f"then run {replay}"
+        )
+    return (
+        "HubSpot kept failing through every retry: check HubSpot's status and the rate budget "
+        f"(`handoff-worker status`), then run {replay}"
+    )
 
 
 def get_failure(client: redis.Redis, kind: RecordKind, object_id: str) -> FailedHandoff | None:

@@ -52,6 +52,7 @@ from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
 from handoff_worker.handoff.reengagement import Reengagement
+from handoff_worker.handoff.run_metrics import count_run
 from handoff_worker.handoff.run_record import ContactOutcome, ContactResult, HandoffRun, Outcome
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.handoff.workflow_ids import WorkflowIds
@@ -110,6 +111,7 @@ class HandoffEngine:
                 run.api_calls = self.gateway.calls_made - calls_before
                 run.duration_ms = int((time.monotonic() - started) * 1000)
                 record_audit(self.redis, run.as_dict())
+                count_run(run)
         return run
 
     def handoff_deal(self, deal_id: str, trigger: str = "") -> HandoffRun:

@@ -23,6 +23,7 @@ from handoff_worker.state import KEY_PREFIX
 log = logging.getLogger(__name__)
 
 LOCK_TTL_SECONDS = 15.0
+RUNNING_MARK_SECONDS = 120.0
 
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -40,6 +41,19 @@ class LockBusyError(HandoffError):
 
 def lock_key(kind: RecordKind, object_id: str) -> str:
     return f"{KEY_PREFIX}lock:{kind}:{object_id}"
+
+
+# Records being handed off now, scored by when their lock expires (epoch seconds): `running_count`
+# answers "how many are running" in one command, without scanning the keyspace for lock keys. A
+# crashed holder's entry stops counting when its lock would have expired.
+RUNNING_INDEX = f"{KEY_PREFIX}lock:running"
+
+
+def running_count(client: redis.Redis, *, now: float) -> int:
+    pipe = client.pipeline(transaction=False)
+    pipe.zremrangebyscore(RUNNING_INDEX, "-inf", now - 3600)
+    pipe.zcount(RUNNING_INDEX, now, "+inf")
+    return int(pipe.execute()[1])
 
 
 class RenewedLock:
@@ -94,15 +108,28 @@ class RecordLock(RenewedLock):
     def __enter__(self) -> RecordLock:
         if not self.acquire():
             raise LockBusyError(f"{self.kind} {self.object_id} is being handed off by another worker")
+        self._mark_running()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+        try:
+            self.client.zrem(RUNNING_INDEX, f"{self.kind}:{self.object_id}")
+        except redis.RedisError:
+            log.warning("%s %s stays counted as running for a while", self.kind, self.object_id)
+
+    def _mark_running(self) -> None:
+        # Counted for `status` until a while past the lock's own expiry; the holder's renewals of the
+        # lock do not touch the index, so a run longer than that is re-marked at each phase.
+        until = time.time() + max(self.ttl_ms / 1000, RUNNING_MARK_SECONDS)
+        self.client.zadd(RUNNING_INDEX, {f"{self.kind}:{self.object_id}": until})
 
     def ensure_held(self) -> None:
         """Called between phases: a worker that lost its lock stops before its next write."""
+        if not self.lost:
+            self._mark_running()
         if self.lost:
             raise LockBusyError(
                 f"the lock on {self.kind} {self.object_id} expired while this worker held it; "

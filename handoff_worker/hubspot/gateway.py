@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from hubspot.crm.objects import (
 )
 from hubspot.crm.properties import OptionInput, PropertyCreate
 
+from handoff_worker import metrics
 from handoff_worker.domain.models import (
     BatchUpdateResult,
     CrmObject,
@@ -73,6 +75,15 @@ LIST_MEMBERS_PAGE_SIZE = 250  # the list memberships read's page cap
 # HubSpot-defined association type ids for a task's links.
 TASK_TO_DEAL = 216
 TASK_TO_CONTACT = 204
+
+
+def _count_request(endpoint: str, sent_at: float, status: str) -> None:
+    """One request that reached HubSpot (or timed out on the way): `status` is `2xx` for an
+    answer the SDK accepted, the HTTP status of an error, or `error` when none came back."""
+    metrics.HUBSPOT_REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.monotonic() - sent_at)
+    metrics.HUBSPOT_REQUESTS.labels(endpoint=endpoint, status=status).inc()
+    if status == "429":
+        metrics.HUBSPOT_RATE_LIMITED.labels(endpoint=endpoint).inc()
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -189,10 +200,15 @@ class SdkGateway:
         search: bool = False,
         idempotent: bool = True,
     ) -> T:
+        endpoint = metrics.endpoint_label(operation)
+
         def attempt() -> T:
             if self._limiter is not None:
+                waiting_since = time.monotonic()
                 self._limiter.acquire(search=search, operation=operation)
+                metrics.HUBSPOT_BUDGET_WAIT_SECONDS.inc(time.monotonic() - waiting_since)
             self._calls += 1
+            sent_at = time.monotonic()
             try:
                 result, headers = request()
             except Exception as exc:
@@ -200,10 +216,13 @@ class SdkGateway:
                 error = translate(exc, operation)
                 if isinstance(error, RequestNotSentError):
                     self._calls -= 1  # nothing reached HubSpot
+                else:
+                    _count_request(endpoint, sent_at, str(error.status) if error.status else "error")
                 self._share_rate_limit(error)
                 # Not chained: a logged traceback would print the wire error's text, whose URL
                 # can hold an email. The translation names the wire error's types instead.
                 raise error from None
+            _count_request(endpoint, sent_at, "2xx")
             self._observe(headers)
             return result
 

@@ -108,6 +108,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return before
 """
 
+# KEYS: pause key, then one sorted set per budget. ARGV: each budget's window in microseconds.
+# Returns the slots taken in each budget's current window, then the microseconds of pause left.
+_IN_USE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local found = {}
+for i = 2, #KEYS do
+  found[#found + 1] = redis.call('ZCOUNT', KEYS[i], now - tonumber(ARGV[i - 1]), '+inf')
+end
+local paused_until = tonumber(redis.call('GET', KEYS[1]) or '0')
+found[#found + 1] = math.max(0, paused_until - now)
+return found
+"""
+
 LOW_REMAINING_SHARE = 0.10
 DEFAULT_BULK_SHARE = 0.7
 DEFAULT_DAILY_RESERVE = 0.2
@@ -134,6 +148,17 @@ def work_class(value: WorkClass) -> Iterator[None]:
 
 def current_work_class() -> WorkClass:
     return _work_class.get()
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """What the shared budgets hold now: slots taken in the current windows, and any pause."""
+
+    account_used: int
+    account_limit: RateLimit
+    search_used: int
+    search_limit: RateLimit
+    paused_seconds: float
 
 
 def safety_margin_seconds(window_seconds: float) -> float:
@@ -182,6 +207,18 @@ class RedisRateLimiter:
         self._acquire = redis_client.register_script(_ACQUIRE)
         self._pause = redis_client.register_script(_PAUSE)
         self._record_daily = redis_client.register_script(_RECORD_DAILY)
+        self._in_use = redis_client.register_script(_IN_USE)
+
+    def in_use(self) -> BudgetUse:
+        """Slots taken in each budget's window now (by every process), read with Redis's clock."""
+        budgets = (self._account, self._search)
+        account, search, paused_us = self._in_use(
+            keys=[self._pause_key, *(b.key for b in budgets)],
+            args=[b.script_args()[1] for b in budgets],
+        )
+        return BudgetUse(
+            int(account), self._account.limit, int(search), self._search.limit, int(paused_us) / 1_000_000
+        )
 
     def try_acquire(self, *, search: bool = False, work: WorkClass | None = None) -> float:
         """Take a slot if one is free now and return 0, else return the seconds to wait. Raises

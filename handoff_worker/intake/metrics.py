@@ -7,17 +7,9 @@ before start-up: every worker then writes its samples there and `/metrics` adds 
 
 from __future__ import annotations
 
-import os
+from prometheus_client import Counter, Histogram
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from handoff_worker import metrics as handoff_metrics
 
 REQUESTS = Counter("handoff_intake_requests", "Webhook requests answered, by HTTP status", ["status"])
 REJECTED = Counter("handoff_intake_rejected_requests", "Webhook requests refused, by reason", ["reason"])
@@ -54,9 +46,6 @@ LATENCY = Histogram(
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text and its content type, across workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The exposition text and its content type: every counted metric of the process group (across
+    gunicorn workers in multiprocess mode)."""
+    return handoff_metrics.render()
