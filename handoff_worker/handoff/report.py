@@ -282,7 +282,10 @@ def money(amount: float) -> str:
 
 
 def days(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} d"
+    """A time to come back, in days; under a day, in hours."""
+    if value is None:
+        return "-"
+    return f"{value * 24:.0f} h" if value < 1 else f"{value:.1f} d"
 
 
 def recycled_text(funnel: Funnel) -> str:

@@ -1,7 +1,8 @@
 """The closed-loop report on a seeded history with a known answer: real handoffs through the engine
-over the sandbox (two deals sharing a contact, a deal reopened and lost again, a reason that never
-nurtures, a disqualified lead, a deal waiting for its reason), plus two recycled contacts whose
-journeys say they came back and whose shared deal then closed won."""
+over the sandbox (two deals sharing a contact, a deal reopened and lost again, a recycled contact
+given a new deal that it then wins, a reason that never nurtures, a disqualified lead, a deal waiting
+for its reason), plus two recycled contacts whose journeys say they came back four days later and
+whose shared deal then closed won."""
 
 from __future__ import annotations
 
@@ -103,6 +104,22 @@ def history(ops: OpsEnv) -> OpsEnv:
         "deals", "8703", {"dealstage": "closedlost", "closedate": (NOW + timedelta(days=1)).isoformat()}
     )
     engine.handoff_deal("8703", "webhook")
+    # Sales opens a new deal with 8802 (the webhook's handoff takes it out of its nurture), and wins it.
+    control.seed(
+        {
+            "deals": [
+                {
+                    "id": "8792",
+                    "properties": {"dealname": "Back", "pipeline": "default", "dealstage": "qualifiedtobuy"},
+                }
+            ],
+            "associations": [{"deal": "8792", "contact": "8802"}],
+        }
+    )
+    assert engine.handoff_deal("8792", "webhook").contacts["8802"].outcome == "came_back"
+    control.rep_update(
+        "deals", "8792", {"dealstage": "closedwon", "amount": "5000", "closedate": NOW.isoformat()}
+    )
     JourneyStore(ops.redis).save(
         [
             came_back_episode(cid, started=NOW - timedelta(days=10), back=NOW - timedelta(days=6))
@@ -129,17 +146,18 @@ def test_the_seeded_history_gives_the_known_answer(history: OpsEnv) -> None:
         (LossKind.DEAL, "Not a Prospect"),
         (LossKind.LEAD, "Pricing"),
     }
-    # Two deals, one shared contact: two people recycled, not three.
-    assert lines[(LossKind.DEAL, "Competitor")] | {} == {
+    # Two deals, one shared contact: two people recycled, not three; 8802 came back on a new deal
+    # (moments after it was recycled) and won it.
+    assert lines[(LossKind.DEAL, "Competitor")] == {
         "lost": 2,
         "recycled": 2,
-        "came_back": 0,
-        "came_back_and_won": 0,
-        "revenue": 0,
-        "came_back_rate": 0.0,
-        "won_rate": None,
-        "recycled_to_won_rate": 0.0,
-        "median_days_to_come_back": None,
+        "came_back": 1,
+        "came_back_and_won": 1,
+        "revenue": 5000.0,
+        "came_back_rate": 0.5,
+        "won_rate": 1.0,
+        "recycled_to_won_rate": 0.5,
+        "median_days_to_come_back": 0.0,
     }
     pricing = lines[(LossKind.DEAL, "Pricing")]
     # 8804 twice (the reopened deal's two losses are two episodes; the first came back), 8809 and
@@ -168,14 +186,14 @@ def test_the_seeded_history_gives_the_known_answer(history: OpsEnv) -> None:
     assert (overall.lost, overall.recycled, overall.came_back, overall.won, overall.revenue) == (
         6,
         7,
+        4,
         3,
-        2,
-        30000.0,
+        35000.0,
     )
     assert figures.by_kind[LossKind.LEAD].recycled == 1 and figures.by_kind[LossKind.DEAL].recycled == 6
     sources = {line.source: line.funnel for line in figures.sources}
     assert {s: (f.recycled, f.came_back, f.won, f.revenue) for s, f in sources.items()} == {
-        "PAID_SEARCH": (4, 2, 1, 30000.0),
+        "PAID_SEARCH": (4, 3, 2, 35000.0),
         "REFERRALS": (1, 1, 1, 30000.0),
         "ORGANIC_SEARCH": (1, 0, 0, 0.0),
         "": (1, 0, 0, 0.0),
@@ -196,7 +214,7 @@ def test_a_window_after_the_history_counts_it_as_the_previous_period(history: Op
     assert report.figures.reasons == [] and report.figures.overall.recycled == 0
     # The day before `later` holds today's handoffs (not the two episodes of ten days ago).
     previous = report.figures.previous
-    assert (previous.lost, previous.recycled, previous.came_back, previous.won) == (6, 5, 1, 0)
+    assert (previous.lost, previous.recycled, previous.came_back, previous.won) == (6, 5, 2, 1)
 
 
 def test_the_calls_stay_bounded_by_batches(history: OpsEnv) -> None:
@@ -210,7 +228,7 @@ def test_the_calls_stay_bounded_by_batches(history: OpsEnv) -> None:
     since, until = _window()
     report = closed_loop_report(history.redis, history.gateway, history.rules, since=since, until=until)
     assert report.figures.overall.recycled == 257
-    # sources: 256 contacts -> 3 batch reads; associations: 253 -> 1; their one won deal -> 1.
+    # sources: 256 contacts -> 3 batch reads; associations: 254 -> 1; their four deals -> 1.
     assert report.hubspot_calls == 5
 
 
@@ -228,13 +246,13 @@ def test_every_format_shows_the_same_figures(
         reasons = {(r["kind"], r["reason"]): r for r in data["reasons"]}
         assert reasons[("deal", "Pricing")]["came_back_and_won"] == 2
         assert reasons[("deal", "Not a Prospect")]["recycled"] is None
-        assert data["overall"]["revenue"] == 30000.0 and data["by_kind"]["lead"]["recycled"] == 1
+        assert data["overall"]["revenue"] == 35000.0 and data["by_kind"]["lead"]["recycled"] == 1
     elif output_format == "csv":
         rows = {(r["group"], r["kind"], r["name"]): r for r in csv.DictReader(io.StringIO(text))}
         pricing = rows[("reason", "deal", "Pricing")]
         assert (pricing["recycled"], pricing["came_back"], pricing["came_back_rate"]) == ("4", "3", "0.75")
         assert rows[("reason", "deal", "Not a Prospect")]["recycled"] == ""
-        assert rows[("overall", "", "all")]["revenue"] == "30000.0"
+        assert rows[("overall", "", "all")]["revenue"] == "35000.0"
     elif output_format == "html":
         assert text.startswith("<!doctype html>") and text.count("<svg") == 1
         assert "<script" not in text and "http" not in text.replace("http://www.w3.org/2000/svg", "")
