@@ -141,15 +141,16 @@ def contact_eligibility(
     needs_email: bool,
     already_recycled_for_deal: bool,
 ) -> Eligibility:
-    """May this contact be handed back to marketing? `other_deals` may include `deal_id` itself."""
+    """May this contact be handed back to marketing? `other_deals` may include `deal_id` itself.
+
+    What the contact itself says is asked first, its other deals last: a contact ineligible on its
+    own is so whatever its deals are, and their read can be spared (see `other_deals_matter`)."""
     if already_recycled_for_deal:
         return Eligibility(False, SkipReason.ALREADY_RECYCLED, "every step for this loss is done")
-    if contact.archived:
-        return Eligibility(False, SkipReason.ARCHIVED, "the contact is archived")
+    own = _own_eligibility(contact, rules, needs_email)
+    if not own.eligible:
+        return own
     recycling = rules.recycling
-    stage = (contact.get(LIFECYCLE_PROPERTY) or "").strip()
-    if recycling.protect_customers and stage in recycling.customer_lifecycle_stages:
-        return Eligibility(False, SkipReason.CUSTOMER, f"lifecycle stage is {stage}")
     for deal in other_deals:
         if deal.id == deal_id:
             continue
@@ -159,6 +160,17 @@ def contact_eligibility(
         # A deal in a stage we cannot place is treated as open: never recycle on a guess.
         if status in {DealStatus.OPEN, DealStatus.UNKNOWN} and recycling.skip_contacts_with_open_deals:
             return Eligibility(False, SkipReason.OPEN_DEAL, f"deal {deal.id} is {status.value}")
+    return ELIGIBLE
+
+
+def _own_eligibility(contact: CrmObject, rules: NurtureRules, needs_email: bool) -> Eligibility:
+    """What the contact's own properties say, whatever its other deals are."""
+    if contact.archived:
+        return Eligibility(False, SkipReason.ARCHIVED, "the contact is archived")
+    recycling = rules.recycling
+    stage = (contact.get(LIFECYCLE_PROPERTY) or "").strip()
+    if recycling.protect_customers and stage in recycling.customer_lifecycle_stages:
+        return Eligibility(False, SkipReason.CUSTOMER, f"lifecycle stage is {stage}")
     if needs_email and not (contact.get(EMAIL_PROPERTY) or "").strip():
         return Eligibility(False, SkipReason.NO_EMAIL, "a workflow nurture enrolls by email")
     return ELIGIBLE
@@ -270,6 +282,39 @@ def loss_seen(loss_id: str, reason: ReasonRule, opened_at: datetime | None = Non
     return LossSeen(loss_id, reason.label, keys, reason.recycle, opened_at)
 
 
+def settled_unread(
+    contact_id: str, reason: ReasonRule, rules: NurtureRules, journey: Journey | None, *, fully_done: bool
+) -> ContactSkip | None:
+    """The skip decided for a contact before anything about it is read from HubSpot, or None when
+    the plan needs its properties. A contact settled here is never read: `build_plan` asks this
+    first and looks no further at it."""
+    if fully_done:
+        return ContactSkip(contact_id, SkipReason.ALREADY_RECYCLED, "every step for this loss is done")
+    # A reason that never nurtures still ends a nurture running for the contact (see journey.py).
+    ends_nurture = journey is not None and journey.episode.state is JourneyState.RECYCLED
+    if not reason.recycle and target_lifecycle(reason, rules) is None and not ends_nurture:
+        return ContactSkip(contact_id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}")
+    return None
+
+
+def other_deals_matter(
+    contact: CrmObject, reason: ReasonRule, rules: NurtureRules, *, lifecycle_done: bool
+) -> bool:
+    """Whether the contact's other deals can change its plan, so that they are worth reading.
+
+    Not when its lifecycle step is done (eligibility is not asked again), nor for a reason that
+    leaves the stage alone and nurtures nobody (it only ends a running nurture), nor when the YAML
+    checks neither open nor won deals, nor when the contact is ineligible on its own."""
+    if lifecycle_done:
+        return False
+    if not reason.recycle and target_lifecycle(reason, rules) is None:
+        return False
+    recycling = rules.recycling
+    if not (recycling.skip_contacts_with_open_deals or recycling.protect_customers):
+        return False
+    return _own_eligibility(contact, rules, needs_email(reason)).eligible
+
+
 def build_plan(
     *,
     reason: ReasonRule,
@@ -301,14 +346,9 @@ def build_plan(
     moved: list[Journey] = []
     for contact in contacts:
         journey = known.get(contact.id) or Journey(contact.id)
-        if contact.id in fully_done:
-            skipped.append(
-                ContactSkip(contact.id, SkipReason.ALREADY_RECYCLED, "every step for this loss is done")
-            )
-            continue
-        ends_nurture = journey.episode.state is JourneyState.RECYCLED
-        if not reason.recycle and target is None and not ends_nurture:
-            skipped.append(ContactSkip(contact.id, SkipReason.NOT_RECYCLED, f"reason {reason.label!r}"))
+        settled = settled_unread(contact.id, reason, rules, journey, fully_done=contact.id in fully_done)
+        if settled is not None:
+            skipped.append(settled)
             continue
         if contact.id not in lifecycle_done:
             verdict = contact_eligibility(

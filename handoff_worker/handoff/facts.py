@@ -12,7 +12,7 @@ and one deal read, however many contacts there are.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from handoff_worker.domain.journey import Journey, owed_by
@@ -25,6 +25,8 @@ from handoff_worker.domain.rules import (
     StageCatalog,
     batched_nurtures,
     is_unqualified,
+    other_deals_matter,
+    settled_unread,
 )
 from handoff_worker.errors import NotFoundError
 from handoff_worker.handoff.leaving import leave_step
@@ -156,7 +158,7 @@ class HandoffFacts:
 
 
 _Gathered = tuple[str | None, Sequence[CrmObject], dict[str, list[CrmObject]], StageCatalog]
-_Gather = Callable[[LostRecord, ReasonRule, NurtureRules, Sequence[str]], _Gathered]
+_Gather = Callable[[LostRecord, "HandoffFacts", NurtureRules], _Gathered]
 
 
 class FactReader:
@@ -192,9 +194,22 @@ class FactReader:
         contact_ids: Sequence[str],
         journeys: Mapping[str, Journey],
     ) -> HandoffFacts:
-        deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, reason, rules, contact_ids)
-        return HandoffFacts(
-            loss, reason, deal_id, tuple(contacts), other_deals, stages, steps, journeys, lost.opened_at
+        # What the ledger and the journeys settle is known before any read: contacts stand in by id
+        # alone until read, and a contact the plan settles unread (see rules.settled_unread) stays so.
+        unread = HandoffFacts(
+            loss,
+            reason,
+            lost.record.id if lost.kind is RecordKind.DEAL else None,
+            tuple(CrmObject(cid) for cid in contact_ids),
+            {},
+            lost.stages or StageCatalog({}, {}, {}, {}),
+            steps,
+            journeys,
+            lost.opened_at,
+        )
+        deal_id, contacts, other_deals, stages = self._gather[lost.kind](lost, unread, rules)
+        return replace(
+            unread, deal_id=deal_id, contacts=tuple(contacts), other_deals=other_deals, stages=stages
         )
 
     # ----------------------------------------------------------------- deals
@@ -235,31 +250,52 @@ class FactReader:
             status = stages.status(deal.get("pipeline"), deal.get("dealstage"))
         return stages, status
 
-    def _gather_for_deal(
-        self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules, contact_ids: Sequence[str]
-    ) -> _Gathered:
+    def _gather_for_deal(self, lost: LostRecord, unread: HandoffFacts, rules: NurtureRules) -> _Gathered:
         deal = lost.record
-        # The lead status too, in the same read: kept when an episode starts (see reengagement.py).
-        contacts = (
-            self.gateway.batch_read(
-                ObjectType.CONTACT, contact_ids, [*CONTACT_PROPERTIES, rules.leads.status_property]
+        fully_done = unread.fully_done
+        wanted = [
+            c.id
+            for c in unread.contacts
+            if settled_unread(
+                c.id, unread.reason, rules, unread.journeys.get(c.id), fully_done=c.id in fully_done
             )
-            if contact_ids
+            is None
+        ]
+        # The lead status too, in the same read: kept when an episode starts (see reengagement.py).
+        read = (
+            self.gateway.batch_read(
+                ObjectType.CONTACT, wanted, [*CONTACT_PROPERTIES, rules.leads.status_property]
+            )
+            if wanted
             else []
         )
-        other_deals = self._other_deals(contacts, reason, exclude=deal.id)
+        # A contact settled unread keeps its id-only stand-in: the plan looks no further at it. One
+        # asked for and not answered (deleted since) is left out, as before.
+        by_id = {c.id: c for c in read}
+        wanted_ids = set(wanted)
+        contacts = [
+            by_id[c.id] if c.id in wanted_ids else c
+            for c in unread.contacts
+            if c.id in by_id or c.id not in wanted_ids
+        ]
+        other_deals = self._other_deals(read, unread, rules, exclude=deal.id)
         assert lost.stages is not None
         return deal.id, contacts, other_deals, self._stages_for(lost.stages, other_deals, rules)
 
     def _other_deals(
-        self, contacts: Sequence[CrmObject], reason: ReasonRule, *, exclude: str
+        self, contacts: Sequence[CrmObject], unread: HandoffFacts, rules: NurtureRules, *, exclude: str
     ) -> dict[str, list[CrmObject]]:
-        """Each contact's other deals: ONE batch association read and ONE batch deal read."""
-        if not contacts or (not reason.recycle and reason.lifecycle_stage is None):
+        """Each contact's other deals, for the contacts whose plan they can change (see
+        rules.other_deals_matter): ONE batch association read and ONE batch deal read."""
+        lifecycle_done = unread.lifecycle_done
+        asked = [
+            c.id
+            for c in contacts
+            if other_deals_matter(c, unread.reason, rules, lifecycle_done=c.id in lifecycle_done)
+        ]
+        if not asked:
             return {}
-        by_contact = self.gateway.batch_associated_ids(
-            ObjectType.CONTACT, [c.id for c in contacts], ObjectType.DEAL
-        )
+        by_contact = self.gateway.batch_associated_ids(ObjectType.CONTACT, asked, ObjectType.DEAL)
         wanted = sorted({d for ids in by_contact.values() for d in ids} - {exclude})
         deals = self.gateway.batch_read(ObjectType.DEAL, wanted, OTHER_DEAL_PROPERTIES) if wanted else []
         by_id = {d.id: d for d in deals}
@@ -287,13 +323,24 @@ class FactReader:
             stage=contact.get(leads.status_property) or "",
         )
 
-    def _gather_for_lead(
-        self, lost: LostRecord, reason: ReasonRule, rules: NurtureRules, contact_ids: Sequence[str]
-    ) -> _Gathered:
-        contact = lost.record
-        deal_ids = self.gateway.associated_ids(ObjectType.CONTACT, contact.id, ObjectType.DEAL)
-        deals = self.gateway.batch_read(ObjectType.DEAL, deal_ids, OTHER_DEAL_PROPERTIES) if deal_ids else []
-        other_deals = {contact.id: deals}
+    def _gather_for_lead(self, lost: LostRecord, unread: HandoffFacts, rules: NurtureRules) -> _Gathered:
+        contact = lost.record  # read already, by `sight`
+        settled = settled_unread(
+            contact.id,
+            unread.reason,
+            rules,
+            unread.journeys.get(contact.id),
+            fully_done=contact.id in unread.fully_done,
+        )
+        other_deals: dict[str, list[CrmObject]] = {}
+        if settled is None and other_deals_matter(
+            contact, unread.reason, rules, lifecycle_done=contact.id in unread.lifecycle_done
+        ):
+            deal_ids = self.gateway.associated_ids(ObjectType.CONTACT, contact.id, ObjectType.DEAL)
+            deals = (
+                self.gateway.batch_read(ObjectType.DEAL, deal_ids, OTHER_DEAL_PROPERTIES) if deal_ids else []
+            )
+            other_deals = {contact.id: deals}
         stages = self._stages_for(self.pipelines.catalog(rules.deals), other_deals, rules)
         return None, [contact], other_deals, stages
 

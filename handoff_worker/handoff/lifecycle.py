@@ -2,9 +2,10 @@
 
 HubSpot does not move a lifecycle stage backwards with a plain write, and has been seen to answer
 2xx to one and change nothing. So a backward move (or one whose place in the order is unknown) is
-a clear then a set, and every move is read back. The set carries the
-markers and the property nurtures in the same batch update. Three rules hold whatever HubSpot
-answers:
+a clear then a set, and every move is checked: HubSpot's batch update answers with each updated
+contact as it now is, so the set's own answer tells whether the stage stuck, and a contact is read
+back only when that answer leaves its stage out. The set carries the markers and the property
+nurtures in the same batch update. Three rules hold whatever HubSpot answers:
 
 - a contact whose write HubSpot refused fails alone; the others go on;
 - a stage that did not stick is cleared and set once more, then reported;
@@ -14,7 +15,7 @@ answers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from handoff_worker.domain.models import ObjectType
 from handoff_worker.domain.rules import LIFECYCLE_PROPERTY, ContactAction, HandoffPlan, LifecycleWrite
@@ -31,22 +32,22 @@ class LifecycleWriter:
         self.ledger = ledger
 
     def apply(self, run: HandoffRun, lock: HeldLock, loss: Loss, plan: HandoffPlan) -> list[ContactAction]:
-        """Clear, then set (+markers, +property nurtures), then read back. Returns the actions
-        whose lifecycle step is done (resumed ones included)."""
+        """Clear, then set (+markers, +property nurtures), then check the stage the set's answer
+        shows. Returns the actions whose lifecycle step is done (resumed ones included)."""
         fresh = [a for a in plan.actions if not a.resumed]
         failed: set[str] = set()
         lock.ensure_held()
-        self._write(run, fresh, failed)
+        answered = self._write(run, fresh, failed)
         moved = [
             a for a in fresh if a.lifecycle_write is not LifecycleWrite.NONE and a.contact_id not in failed
         ]
-        not_stuck = self._not_stuck(moved)
+        not_stuck = self._not_stuck(moved, answered)
         if not_stuck:
             # Seen in HubSpot: a backward write answered 2xx and changed nothing. Try once more.
             retry = [a for a in moved if a.contact_id in not_stuck]
-            self._write(run, [_as_clear_then_set(a) for a in retry], failed)
+            answered = self._write(run, [_as_clear_then_set(a) for a in retry], failed)
             for contact_id, stage in self._not_stuck(
-                [a for a in retry if a.contact_id not in failed]
+                [a for a in retry if a.contact_id not in failed], answered
             ).items():
                 target = next(a.target_stage for a in retry if a.contact_id == contact_id)
                 run.fail(
@@ -65,7 +66,10 @@ class LifecycleWriter:
             done.append(action)
         return done
 
-    def _write(self, run: HandoffRun, actions: Sequence[ContactAction], failed: set[str]) -> None:
+    def _write(
+        self, run: HandoffRun, actions: Sequence[ContactAction], failed: set[str]
+    ) -> dict[str, str | None]:
+        """Returns the lifecycle stage the set's answer shows per contact (None: not shown)."""
         to_clear = {
             a.contact_id: {LIFECYCLE_PROPERTY: ""}
             for a in actions
@@ -77,13 +81,14 @@ class LifecycleWriter:
         to_set = {a.contact_id: dict(a.set_properties) for a in actions if a.set_properties}
         to_set = {cid: props for cid, props in to_set.items() if cid not in failed}
         if not to_set:
-            return
+            return {}
         set_failed: set[str] = set()
-        self._update(run, to_set, set_failed, "set")
+        answered = self._update(run, to_set, set_failed, "set")
         failed |= set_failed
         blank = [a for a in actions if a.contact_id in cleared & set_failed]
         if blank:
             self._rescue_cleared_stage(run, blank)
+        return answered
 
     def _rescue_cleared_stage(self, run: HandoffRun, actions: Sequence[ContactAction]) -> None:
         """The clear went through and the set did not: never leave a lifecycle stage blank. Costs
@@ -94,7 +99,7 @@ class LifecycleWriter:
             if set(a.set_properties) - {LIFECYCLE_PROPERTY}
         }
         # The refusal may be about a marker or nurture property: the stage alone may pass.
-        still_blank = set(self._refusals(with_more)) if with_more else set()
+        still_blank = set(self._refusals(with_more)[0]) if with_more else set()
         still_blank |= {a.contact_id for a in actions if a.contact_id not in with_more}
         # After a clear HubSpot takes any stage, so the one read before the handoff goes back.
         restore = {
@@ -104,7 +109,7 @@ class LifecycleWriter:
         }
         if not restore:
             return
-        for contact_id, why in self._refusals(restore).items():
+        for contact_id, why in self._refusals(restore)[0].items():
             stage = restore[contact_id][LIFECYCLE_PROPERTY]
             run.fail(
                 contact_id,
@@ -114,38 +119,48 @@ class LifecycleWriter:
 
     def _update(
         self, run: HandoffRun, updates: dict[str, dict[str, str]], failed: set[str], what: str
-    ) -> None:
+    ) -> dict[str, str | None]:
         """One batch update. Records HubSpot refused (207) or a refused batch (e.g. a property that
-        does not exist) fail those contacts; the others go on."""
-        for contact_id, why in self._refusals(updates).items():
+        does not exist) fail those contacts; the others go on. Returns the lifecycle stage the
+        answer shows for each contact it lists."""
+        refused, answered = self._refusals(updates)
+        for contact_id, why in refused.items():
             written = sorted(updates[contact_id])
             run.fail(
                 contact_id, f"HubSpot refused the {what} write of {written}: {why}; {_write_hint(written)}"
             )
             failed.add(contact_id)
+        return answered
 
-    def _refusals(self, updates: dict[str, dict[str, str]]) -> dict[str, str]:
-        """One batch update; returns the contacts HubSpot refused -> why."""
+    def _refusals(self, updates: dict[str, dict[str, str]]) -> tuple[dict[str, str], dict[str, str | None]]:
+        """One batch update; returns the contacts HubSpot refused -> why, and the lifecycle stage
+        its answer shows for each contact it updated (HubSpot answers with the objects as they
+        now are: a write it accepted and did not apply shows the stage it kept)."""
         try:
             result = self.gateway.batch_update_contacts(updates)
         except PermanentHubSpotError as exc:
-            return {contact_id: str(exc) for contact_id in updates}
-        return {
+            return {contact_id: str(exc) for contact_id in updates}, {}
+        refused = {
             contact_id: f"{error.category}: {error.message}"
             for error in result.errors
             for contact_id in error.ids
         }
+        return refused, {c.id: c.get(LIFECYCLE_PROPERTY) for c in result.updated}
 
-    def _not_stuck(self, actions: Sequence[ContactAction]) -> dict[str, str]:
-        """Contacts whose lifecycle stage is not the target after the write: id -> stage seen."""
+    def _not_stuck(
+        self, actions: Sequence[ContactAction], answered: Mapping[str, str | None]
+    ) -> dict[str, str]:
+        """Contacts whose lifecycle stage is not the target after the write: id -> stage seen.
+        Seen in the set's answer; read back only for contacts that answer does not show."""
         if not actions:
             return {}
-        seen = {
-            c.id: c.get(LIFECYCLE_PROPERTY) or ""
-            for c in self.gateway.batch_read(
-                ObjectType.CONTACT, [a.contact_id for a in actions], [LIFECYCLE_PROPERTY]
-            )
-        }
+        seen = {cid: stage for cid, stage in answered.items() if stage is not None}
+        unseen = [a.contact_id for a in actions if a.contact_id not in seen]
+        if unseen:
+            seen |= {
+                c.id: c.get(LIFECYCLE_PROPERTY) or ""
+                for c in self.gateway.batch_read(ObjectType.CONTACT, unseen, [LIFECYCLE_PROPERTY])
+            }
         return {
             a.contact_id: seen.get(a.contact_id, "(contact not found)")
             for a in actions

@@ -86,12 +86,12 @@ def test_lost_deal_recycles_contacts_and_enrolls_once_each(hub: SandboxServer, e
     assert sorted(enrolled(hub, "5102")) == ["3001", "3002"]
     marker = hub.control.object("contacts", "3001")["properties"]
     assert marker["handoff_recycle_reason"] == "Pricing" and marker["handoff_source_deal_id"] == "2001"
-    # get deal, pipelines (cold cache), assoc, contacts, assoc->deals, clear, set, read back,
-    # the workflow id mapping (cold cache) and one enrollment per contact. The other deal read is
-    # skipped: nobody has another deal.
-    assert report.api_calls == 11
+    # get deal, pipelines (cold cache), assoc, contacts, assoc->deals, clear, set (its answer
+    # shows the stage: no read back), the workflow id mapping (cold cache) and one enrollment per
+    # contact. The other deal read is skipped: nobody has another deal.
+    assert report.api_calls == 10
     (audit,) = recent_audits(engine.redis)
-    assert audit["api_calls"] == 11 and audit["reason"] == "Pricing" and audit["trigger"] == "webhook"
+    assert audit["api_calls"] == 10 and audit["reason"] == "Pricing" and audit["trigger"] == "webhook"
     assert audit["contacts"]["3001"]["outcome"] == "recycled"
 
 
@@ -213,9 +213,9 @@ def test_every_nurture_method_in_one_reason_costs_no_extra_per_contact_for_lists
     assert sorted(enrolled(hub, "5104")) == ["3001", "3002"]
     assert sorted(hub.control.list_memberships()["702"]["memberIds"]) == ["3001", "3002"]
     assert hub.control.object("contacts", "3001")["properties"]["nurture_track"] == "feature_missing"
-    # get deal, assoc, contacts, assoc->deals, clear, set(+markers+property), read back, list add,
-    # the workflow id mapping (cold cache), plus one enrollment per contact.
-    assert report.api_calls == 9 + 2
+    # get deal, assoc, contacts, assoc->deals, clear, set(+markers+property), list add, the
+    # workflow id mapping (cold cache), plus one enrollment per contact.
+    assert report.api_calls == 8 + 2
 
 
 def test_unqualified_lead_is_handed_off_like_a_one_contact_deal(

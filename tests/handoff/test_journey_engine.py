@@ -192,8 +192,8 @@ def test_the_common_path_costs_no_more_calls_with_the_journey(hub: Any, engine: 
     engine.pipelines.catalog(engine.rules_source()[0].deals)
     run = engine.handoff_deal("2002")
     assert run.outcome == "handed_off"
-    # get deal, assoc, contacts, assoc->deals, clear, set, read back, list add, one enrollment.
-    assert run.api_calls == 9
+    # get deal, assoc, contacts, assoc->deals, clear, set, list add, one enrollment.
+    assert run.api_calls == 8
 
 
 def test_journey_command_shows_where_a_contact_stands(
