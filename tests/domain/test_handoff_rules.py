@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from handoff_worker.domain.journey import Episode, Journey, JourneyState
 from handoff_worker.domain.models import CrmObject, Pipeline, Stage
 from handoff_worker.domain.nurture import (
     DealRules,
@@ -28,7 +29,9 @@ from handoff_worker.domain.rules import (
     lifecycle_writes,
     lost_stage_ids,
     needs_escalation,
+    other_deals_matter,
     owner_task_due,
+    settled_unread,
     stage_catalog,
     target_lifecycle,
 )
@@ -225,6 +228,86 @@ def test_contact_eligibility(
     )
     assert verdict.eligible is (expected is None)
     assert verdict.skip_reason is expected
+
+
+def test_a_contact_open_deal_and_no_email_is_skipped_for_its_email_first() -> None:
+    """Its own properties are asked before its deals, so their read can be spared."""
+    verdict = contact_eligibility(
+        contact("c", email=None),
+        deal_id="d1",
+        other_deals=[deal("d2", "default", "appointmentscheduled")],
+        stages=CATALOG,
+        rules=RULES,
+        needs_email=True,
+        already_recycled_for_deal=False,
+    )
+    assert verdict.skip_reason is SkipReason.NO_EMAIL
+
+
+NURTURED = Journey("c", Episode(number=1, state=JourneyState.RECYCLED, reason="Pricing"))
+CAME_BACK_TO_SALES = Journey("c", Episode(number=1, state=JourneyState.CAME_BACK, reason="Pricing"))
+
+
+@pytest.mark.parametrize(
+    ("reason", "journey", "fully_done", "expected"),
+    [
+        (PRICING, None, False, None),
+        (PRICING, None, True, SkipReason.ALREADY_RECYCLED),
+        (COMPETITOR, None, False, SkipReason.NOT_RECYCLED),
+        (COMPETITOR, CAME_BACK_TO_SALES, False, SkipReason.NOT_RECYCLED),
+        (COMPETITOR, NURTURED, False, None),  # its running nurture is ended: the plan needs it
+        (COMPETITOR, NURTURED, True, SkipReason.ALREADY_RECYCLED),
+        (NEVER, None, False, None),  # moves the stage
+    ],
+    ids=["recycles", "done", "nurtures-nobody", "came-back", "ends-a-nurture", "ended", "sets-a-stage"],
+)
+def test_settled_unread(
+    reason: ReasonRule, journey: Journey | None, fully_done: bool, expected: SkipReason | None
+) -> None:
+    settled = settled_unread("c", reason, RULES, journey, fully_done=fully_done)
+    assert (settled.reason if settled else None) is expected
+
+
+NO_DEAL_CHECKS = NurtureRules(
+    reasons=(),
+    recycling=RecyclingRules(skip_contacts_with_open_deals=False, protect_customers=False),
+)
+OPEN_DEALS_ONLY = NurtureRules(reasons=(), recycling=RecyclingRules(protect_customers=False))
+
+
+@pytest.mark.parametrize(
+    ("person", "reason", "rules", "lifecycle_done", "expected"),
+    [
+        (contact("c"), PRICING, RULES, False, True),
+        (contact("c"), PRICING, RULES, True, False),  # eligibility is not asked again
+        (contact("c", "customer"), PRICING, RULES, False, False),
+        (contact("c", email=None), PRICING, RULES, False, False),  # the workflow needs an email
+        (contact("c", email=None), NEWSLETTER, RULES, False, True),
+        (CrmObject("c", {"lifecyclestage": "lead"}, archived=True), PRICING, RULES, False, False),
+        (contact("c"), COMPETITOR, RULES, False, False),  # only ends a running nurture
+        (contact("c"), NEVER, RULES, False, True),
+        (contact("c"), PRICING, NO_DEAL_CHECKS, False, False),
+        (contact("c"), PRICING, OPEN_DEALS_ONLY, False, True),
+        (contact("c", "customer"), PRICING, OPEN_DEALS_ONLY, False, True),
+    ],
+    ids=[
+        "eligible",
+        "lifecycle-done",
+        "customer",
+        "no-email-for-workflow",
+        "no-email-for-list",
+        "archived",
+        "nurtures-nobody",
+        "sets-a-stage",
+        "no-deal-checks",
+        "open-deal-check-only",
+        "customer-not-protected",
+    ],
+)
+def test_other_deals_matter(
+    person: CrmObject, reason: ReasonRule, rules: NurtureRules, lifecycle_done: bool, expected: bool
+) -> None:
+    assert other_deals_matter(person, reason, rules, lifecycle_done=lifecycle_done) is expected
 
 
 @pytest.mark.parametrize(
