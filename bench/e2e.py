@@ -140,18 +140,22 @@ def _endpoint(method: str, path: str) -> str:
 
 def lower_bound(deal: PlannedDeal) -> int:
     """Fewest calls HubSpot's endpoints allow for this handoff (pipelines cached, markers and the
-    nurture property written with the lifecycle stage): deal, its contacts' ids, the contacts
-    (3 reads); their other deals' ids and stages (2 reads, when any contact has other deals);
-    clear then set the stage (2 separate writes); one enrollment per contact and workflow; one
-    add per list. A lost deal without reason: the deal read and one task. A reason that leaves
-    contacts alone: the deal read."""
+    nurture property written with the lifecycle stage, the set's answer showing the stage it left):
+    deal, its contacts' ids, the contacts (3 reads); their other deals' ids (1 read, unless every
+    contact is settled by its own properties, e.g. a customer) and those deals' stages (1 read,
+    when any contact has another deal); clear then set the stage (2 separate writes); one
+    enrollment per contact and workflow; one add per list. A lost deal without reason: the deal
+    read and one task. A reason that nurtures nobody: the deal and its contacts' ids (a contact in
+    a running nurture is taken out of it: see docs/performance.md)."""
     if deal.reason is None:
         return 2
     rule = SHIPPED_RULES[deal.reason]
     eligible = [c for c in deal.contacts if c.eligible]
     if rule.lifecycle is None:
-        return 1  # the deal's reason alone says its contacts are left alone
-    calls = 3 + (2 if any(c.on_other_open_deal for c in deal.contacts) else 0)
+        return 2
+    calls = 3
+    if any(c.lifecycle not in {"customer", "evangelist"} for c in deal.contacts):
+        calls += 1 + (1 if any(c.on_other_open_deal for c in deal.contacts) else 0)
     if not eligible:
         return calls
     calls += 2 if rule.lifecycle == "lead" else 1  # "other" is a forward move: one write

@@ -8,7 +8,7 @@ One run, in the order `_hand_off` tells it:
    the decision needs is gathered into one frozen `HandoffFacts`.
 2. plan (domain.rules.build_plan): pure; which contacts go back to which stage, which are skipped
    and why. A dry run stops here.
-3. lifecycle (lifecycle.py): clear/set/read-back, never leaving a stage blank.
+3. lifecycle (lifecycle.py): clear, set, the stage checked in the set's answer, never blank.
 4. nurtures (nurturing.py): lists and workflows for the contacts whose stage moved.
 5. finish: outcomes per contact, and the loss complete or the record in the dead letter.
 

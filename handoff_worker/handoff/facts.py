@@ -6,7 +6,9 @@ everything the plan is decided on (`FactReader.gather`), in one frozen `HandoffF
 the reason, the contacts, their other deals, the pipelines' stages and the steps already done.
 
 Reads are batched: a deal's contacts in one call, all their other deals in one association read
-and one deal read, however many contacts there are.
+and one deal read, however many contacts there are. And only what the plan can use is read: a
+contact the ledger or its journey settles (`rules.settled_unread`) is not read at all, and other
+deals only for the contacts they can hold back (`rules.other_deals_matter`).
 """
 
 from __future__ import annotations
