@@ -83,7 +83,11 @@ def hammer(url: str, redis_url: str, budget: str, calls: int, search: bool) -> t
     from handoff_worker.hubspot.gateway import build_gateway
 
     connection = redis.Redis.from_url(redis_url)
-    settings = settings_for(url, HUBSPOT_RATE_LIMIT=budget, HUBSPOT_SEARCH_RATE_LIMIT=budget)
+    # A generous timeout: on a loaded machine a 2 s timeout fires, the retry sends the call twice,
+    # and the test would measure the machine instead of the shared budget.
+    settings = settings_for(
+        url, HUBSPOT_RATE_LIMIT=budget, HUBSPOT_SEARCH_RATE_LIMIT=budget, HUBSPOT_TIMEOUT_SECONDS="30"
+    )
     gateway = build_gateway(settings, connection)
     errors: list[str] = []
     for _ in range(calls):
