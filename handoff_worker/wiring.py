@@ -18,6 +18,7 @@ from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.handoff.resync import HandoffSink, LedgerDoneCheck, Resync, WaitingForReason
+from handoff_worker.handoff.resync.came_back import CameBackRevisit
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.nurture_config.store import RedisLastGood, RulesStore
 from handoff_worker.settings import Settings
@@ -48,6 +49,7 @@ class Wiring:
             sink,
             done=LedgerDoneCheck(ledger),
             waiting=WaitingForReason(ledger, self.gateway, rules),
+            came_back=CameBackRevisit(self.redis, self.gateway, rules, self.engine.reengagement),
         )
 
 

@@ -97,6 +97,8 @@ def _print_summary(
         ("  reason now set, re-run", summary.waiting_requeued),
         ("  escalated", summary.escalated),
         ("  deleted in HubSpot, dropped", summary.waiting_cleared),
+        ("recycled contacts checked", summary.recycled_checked),
+        ("  sales has them back", summary.came_back),
         ("failed", summary.failed),
     ]
     for label, value in rows:

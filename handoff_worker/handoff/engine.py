@@ -89,7 +89,7 @@ class HandoffEngine:
         self.leaving = Leaving(gateway, self.ledger, self.workflow_ids)
         self.nurturing = Nurturing(gateway, self.ledger, self.workflow_ids)
         self.reengagement = Reengagement(
-            gateway, client, self.journeys, self.workflow_ids, clock=clock, lock_ttl=lock_ttl
+            gateway, client, self.journeys, self.workflow_ids, self.pipelines, clock=clock, lock_ttl=lock_ttl
         )
 
     # ----------------------------------------------------------------- entry points

@@ -29,16 +29,19 @@ from handoff_worker.domain.journey import Journey, JourneyState, JourneyStep, on
 from handoff_worker.domain.models import CrmObject, ObjectType
 from handoff_worker.domain.nurture import Nurture, NurtureMethod, NurtureRules
 from handoff_worker.domain.reengagement import SalesSignals, came_back_how
-from handoff_worker.domain.rules import EMAIL_PROPERTY, LIFECYCLE_PROPERTY
+from handoff_worker.domain.rules import EMAIL_PROPERTY, LIFECYCLE_PROPERTY, DealStatus
 from handoff_worker.errors import NotFoundError, PermanentHubSpotError
 from handoff_worker.handoff.journeys import ContactLocks, JourneyStore
 from handoff_worker.handoff.ledger import LEDGER_TTL_SECONDS
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS
 from handoff_worker.handoff.nurturing import fix_hint
 from handoff_worker.handoff.run_record import ContactOutcome, HandoffRun
+from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.handoff.workflow_ids import WorkflowIds
 from handoff_worker.hubspot.protocol import HubSpotGateway
 from handoff_worker.state import KEY_PREFIX
+
+DEAL_STAGE_PROPERTIES = ("dealstage", "pipeline")
 
 
 def lead_status_at_start_key(contact_id: str) -> str:
@@ -85,6 +88,7 @@ class Reengagement:
         client: redis.Redis,
         journeys: JourneyStore,
         workflow_ids: WorkflowIds,
+        pipelines: PipelineCache,
         *,
         clock: Callable[[], datetime],
         lock_ttl: float = LOCK_TTL_SECONDS,
@@ -93,6 +97,7 @@ class Reengagement:
         self.redis = client
         self.journeys = journeys
         self.workflow_ids = workflow_ids
+        self.pipelines = pipelines
         self.lead_statuses = LeadStatusesAtStart(client)
         self.clock = clock
         self.lock_ttl = lock_ttl
@@ -107,12 +112,58 @@ class Reengagement:
         self.settle(run, {c: SalesSignals(open_deals=(deal_id,)) for c in contact_ids}, rules)
 
     def contact_seen(self, run: HandoffRun, contact: CrmObject, rules: NurtureRules) -> None:
-        """A contact read for its lead handoff and found not unqualified: its stage and status."""
-        signals = SalesSignals(
-            lifecycle_stage=contact.get(LIFECYCLE_PROPERTY),
-            lead_status=contact.get(rules.leads.status_property) or "",
+        """A contact read for its lead handoff and found not unqualified (a lifecycle stage or lead
+        status change, or the sweep sending it): when it is recycled, its deals are read too, so
+        every trigger is judged on what HubSpot shows now."""
+        if not self.recycled([contact.id]):
+            return
+        self.settle(run, self.signals_for([contact], rules), rules)
+
+    def signals_for(self, contacts: Sequence[CrmObject], rules: NurtureRules) -> dict[str, SalesSignals]:
+        """Each contact's stage, status and open deals: one association read and one deal read for
+        all of them (plus the pipelines, cached)."""
+        by_contact = (
+            self.gateway.batch_associated_ids(ObjectType.CONTACT, [c.id for c in contacts], ObjectType.DEAL)
+            if contacts
+            else {}
         )
-        self.settle(run, {contact.id: signals}, rules)
+        deal_ids = sorted({d for ids in by_contact.values() for d in ids})
+        deals = (
+            self.gateway.batch_read(ObjectType.DEAL, deal_ids, ("dealstage", "pipeline")) if deal_ids else []
+        )
+        stages = self.pipelines.catalog(rules.deals) if deals else None
+        open_ids = {
+            d.id
+            for d in deals
+            if stages is not None and stages.status(d.get("pipeline"), d.get("dealstage")) is DealStatus.OPEN
+        }
+        return {
+            c.id: SalesSignals(
+                lifecycle_stage=c.get(LIFECYCLE_PROPERTY),
+                lead_status=c.get(rules.leads.status_property) or "",
+                open_deals=tuple(d for d in by_contact.get(c.id, ()) if d in open_ids),
+            )
+            for c in contacts
+        }
+
+    def came_back_now(
+        self, journeys: Mapping[str, Journey], signals: Mapping[str, SalesSignals], rules: NurtureRules
+    ) -> dict[str, str]:
+        """contact id -> how it came back, for those of these recycled contacts that did (no write
+        to HubSpot; a first sighting of a lead status is kept, see `_lead_statuses_at_start`)."""
+        starts = self._lead_statuses_at_start(journeys, signals)
+        found: dict[str, str] = {}
+        for contact_id, journey in journeys.items():
+            how = came_back_how(
+                journey,
+                rules.came_back,
+                signals[contact_id],
+                stage_set_by_handoff=_stage_set_by_handoff(rules, journey),
+                lead_status_at_start=starts.get(contact_id),
+            )
+            if how is not None:
+                found[contact_id] = how
+        return found
 
     def recycled(self, contact_ids: Sequence[str]) -> list[str]:
         """Those of these contacts that are in a recycled episode now (one Redis read)."""
@@ -135,19 +186,11 @@ class Reengagement:
                 for c, j in self.journeys.load(recycled).items()
                 if j.episode.state is JourneyState.RECYCLED
             }
-            starts = self._lead_statuses_at_start(journeys, signals)
             at = self.clock().isoformat(timespec="seconds")
-            steps: dict[str, JourneyStep] = {}
-            for contact_id, journey in journeys.items():
-                how = came_back_how(
-                    journey,
-                    rules.came_back,
-                    signals[contact_id],
-                    stage_set_by_handoff=_stage_set_by_handoff(rules, journey),
-                    lead_status_at_start=starts.get(contact_id),
-                )
-                if how is not None:
-                    steps[contact_id] = on_came_back(journey, at=at, how=how)
+            steps = {
+                contact_id: on_came_back(journeys[contact_id], at=at, how=how)
+                for contact_id, how in self.came_back_now(journeys, signals, rules).items()
+            }
             if not steps:
                 return []
             locks.ensure_held()

@@ -4,16 +4,22 @@ one the webhook's task makes (the deal's or the contact's handoff, re-reading Hu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from handoff_worker.domain.events import EventKind, UnitKind, WatchedProperties, decide, parse_events
 from handoff_worker.domain.journey import JourneyState
 from handoff_worker.handoff.engine import HandoffEngine
+from handoff_worker.handoff.resync import ResyncRequest
 from handoff_worker.intake.app import watched_properties
 from handoff_worker.nurture_config import RulesStore
+from handoff_worker.settings import Settings
+from handoff_worker.wiring import build_wiring
 
 RULES = """\
 version: 1
@@ -211,3 +217,68 @@ def test_the_intake_routes_what_re_engagement_needs(rules_path: Path) -> None:
     assert units[3] == ()  # our own write
     assert events[1].kind is EventKind.ASSOCIATION_CHANGE
     assert not WatchedProperties(deal=frozenset(), contact=frozenset()).contact
+
+
+class InlineSink:
+    """Runs each record the sweep sends as its task would, right here."""
+
+    def __init__(self, engine: HandoffEngine) -> None:
+        self.engine = engine
+        self.contacts: list[str] = []
+
+    def deal(self, deal_id: str) -> bool:
+        self.engine.handoff_deal(deal_id, "resync")
+        return True
+
+    def contact(self, contact_id: str) -> bool:
+        self.contacts.append(contact_id)
+        self.engine.handoff_contact(contact_id, "resync")
+        return True
+
+
+def sweep(engine: HandoffEngine, settings_for: Callable[..., Settings], redis_conn: redis.Redis) -> Any:
+    """The scheduled sweep over the last hour, as `resync` runs it, handing off inline."""
+    wired = build_wiring(settings_for(), redis_conn)
+    sink = InlineSink(engine)
+    now = datetime.now(UTC)
+    summary = wired.resync(sink).run(ResyncRequest(since=now - timedelta(hours=1), until=now))
+    assert summary.ok, summary.errors
+    return summary, sink
+
+
+def new_open_deal_of(hub: Any, contact_id: str) -> None:
+    deal = hub.control.rep_create(
+        "deals", {"dealname": "New", "pipeline": "default", "dealstage": "qualifiedtobuy"}
+    )
+    hub.control.associate(deal["id"], contact_id)
+
+
+MISSED_BY_WEBHOOKS = {
+    "new open deal": lambda hub: new_open_deal_of(hub, "3001"),
+    "reopened deal": lambda hub: hub.control.rep_update("deals", "2001", {"dealstage": "qualifiedtobuy"}),
+    "lifecycle stage": lambda hub: hub.control.rep_update(
+        "contacts", "3001", {"lifecyclestage": "opportunity"}
+    ),
+    "lead status": lambda hub: hub.control.rep_update("contacts", "3001", {"hs_lead_status": "IN_PROGRESS"}),
+}
+
+
+@pytest.mark.parametrize("trigger", sorted(MISSED_BY_WEBHOOKS))
+def test_the_sweep_catches_a_reengagement_webhooks_missed(
+    hub: Any,
+    engine: HandoffEngine,
+    settings_for: Callable[..., Settings],
+    redis_conn: redis.Redis,
+    trigger: str,
+) -> None:
+    recycled(engine, hub)
+    summary, _ = sweep(engine, settings_for, redis_conn)  # nothing happened yet: nobody is sent
+    assert (summary.recycled_checked, summary.came_back) == (2, 0)
+    MISSED_BY_WEBHOOKS[trigger](hub)  # no task runs: every webhook was missed
+    summary, sink = sweep(engine, settings_for, redis_conn)
+    assert "3001" in sink.contacts and summary.came_back >= 1
+    assert shows(engine, hub, "3001") == OUT_OF_NURTURE
+    assert engine.journeys.get("3001").episode.state is JourneyState.CAME_BACK  # type: ignore[union-attr]
+    # The next sweep finds nobody left to take back.
+    summary, sink = sweep(engine, settings_for, redis_conn)
+    assert "3001" not in sink.contacts

@@ -76,6 +76,8 @@ class ResyncSummary:
     waiting_requeued: int = 0
     escalated: int = 0
     waiting_cleared: int = 0  # waiting records HubSpot no longer has (deleted): dropped
+    recycled_checked: int = 0  # recycled contacts looked at for sales having them back
+    came_back: int = 0  # of those, sales has them back: sent on to leave their nurture
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -114,6 +116,7 @@ class Resync:
         *,
         done: DoneCheck | None = None,
         waiting: WaitingRevisit | None = None,
+        came_back: WaitingRevisit | None = None,
         page_size: int = SEARCH_PAGE_SIZE,
         result_cap: int = SEARCH_RESULT_CAP,
     ) -> None:
@@ -122,6 +125,7 @@ class Resync:
         self.sink = sink
         self.done: DoneCheck = done or NothingDone()
         self.waiting = waiting
+        self.came_back = came_back
         self.page_size = page_size
         self.result_cap = result_cap
         # (kind, id) sent during the current run, so the waiting revisit does not send them again.
@@ -159,6 +163,10 @@ class Resync:
                     # sent it: the revisit must not send it a second time in the same sweep.
                     once = _OncePerSweep(self.sink, self._sent)
                     self.waiting.revisit(summary, dry_run=request.dry_run, sink=once)
+                if self.came_back is not None:
+                    # Recycled contacts that sales took back while no webhook told.
+                    once = _OncePerSweep(self.sink, self._sent)
+                    self.came_back.revisit(summary, dry_run=request.dry_run, sink=once)
         except HandoffError as exc:
             # The walk cannot go on (HubSpot failed, or the seam check stopped it); what was
             # queued stays queued and the watermark stays where it was.
