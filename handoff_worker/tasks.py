@@ -179,5 +179,15 @@ def handoff_contact(self: Task, contact_id: str, trigger: str = "") -> dict[str,
 def forget_record(
     self: Task, object_type: str, object_id: str, merged_into: str | None = None, event: str = ""
 ) -> None:
-    process_wiring().engine.forget(object_type, str(object_id), str(merged_into) if merged_into else None)
+    try:
+        process_wiring().engine.forget(object_type, str(object_id), str(merged_into) if merged_into else None)
+    except LockBusyError:
+        # A handoff of the record (or of the survivor) is running: the merge waits for it.
+        try:
+            self.apply_async(
+                args=(object_type, object_id, merged_into, event), countdown=LOCK_BUSY_COUNTDOWN_SECONDS
+            )
+        except Exception as exc:  # the broker refused the message: keep the one we hold
+            raise Reject(exc, requeue=True) from exc
+        return
     log.info("forgot %s %s (%s, merged into %s)", object_type, object_id, event, merged_into)

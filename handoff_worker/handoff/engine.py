@@ -49,6 +49,7 @@ from handoff_worker.handoff.leaving import Leaving
 from handoff_worker.handoff.ledger import Ledger, Loss, LossSignature, next_loss
 from handoff_worker.handoff.lifecycle import LifecycleWriter
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether, RecordLock
+from handoff_worker.handoff.merging import Merges, record_locks
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
 from handoff_worker.handoff.reengagement import Reengagement
@@ -88,6 +89,7 @@ class HandoffEngine:
         self.workflow_ids = WorkflowIds(client, gateway)
         self.leaving = Leaving(gateway, self.ledger, self.workflow_ids)
         self.nurturing = Nurturing(gateway, self.ledger, self.workflow_ids)
+        self.merges = Merges(client, self.ledger, self.journeys, lock_ttl=lock_ttl)
         self.reengagement = Reengagement(
             gateway, client, self.journeys, self.workflow_ids, self.pipelines, clock=clock, lock_ttl=lock_ttl
         )
@@ -125,9 +127,11 @@ class HandoffEngine:
         `object_type`: `deal`/`contact` or HubSpot's `deals`/`contacts`."""
         kind = RecordKind.named(object_type)
         if merged_into:
-            self.ledger.move(kind, object_id, merged_into)
+            self.merges.merge(kind, object_id, merged_into)
         else:
-            self.ledger.forget(kind, object_id)
+            # Under the record's lock: a handoff of it running now finishes first.
+            with record_locks(self.redis, kind, [object_id], ttl=self.lock_ttl):
+                self.ledger.forget(kind, object_id)
         # Work queued for a record that is gone has nothing to do; events about the surviving
         # record queue their own.
         self.redis.delete(pending_key(kind, object_id))
@@ -155,6 +159,8 @@ class HandoffEngine:
         # Every decision about a contact is made, and carried out, under its lock.
         with self._contact_locks(contact_ids) as contact_locks:
             held = HeldTogether(lock, contact_locks)
+            # A contact merged away since its id was read: decided on the survivor, in a new run.
+            self.merges.check_not_merged(RecordKind.CONTACT, contact_ids)
             journeys = self.journeys.load(contact_ids)
             steps = self.ledger.steps(loss.loss_id)
             facts = self.facts.gather(seen, loss, reason, rules, steps, contact_ids, journeys)

@@ -247,7 +247,8 @@ class Ledger:
         that record has its own (its own history wins)."""
         source_loss = self.current_loss(kind, object_id)
         if source_loss is not None and self.current_loss(kind, merged_into) is None:
-            self.client.rename(loss_key(kind, object_id), loss_key(kind, merged_into))
+            # RENAMENX: a loss the survivor saved since the check above is never overwritten.
+            self.client.renamenx(loss_key(kind, object_id), loss_key(kind, merged_into))
             # The steps stay under the old loss id; the moved loss points at them by a new id, so
             # copy them over (a merge is rare; the hash is small).
             steps = self.steps(source_loss.loss_id)
@@ -255,8 +256,11 @@ class Ledger:
                 target = Loss(
                     kind, merged_into, source_loss.sequence, source_loss.fingerprint, source_loss.state
                 )
-                self.client.hset(steps_key(target.loss_id), mapping=dict(steps.items()))
-                self.client.expire(steps_key(target.loss_id), LEDGER_TTL_SECONDS)
+                pipe = self.client.pipeline()
+                for field, value in steps.items():
+                    pipe.hsetnx(steps_key(target.loss_id), field, value)  # the survivor's own win
+                pipe.expire(steps_key(target.loss_id), LEDGER_TTL_SECONDS)
+                pipe.execute()
         waiting = self.get_waiting(kind, object_id)
         if waiting is not None and self.get_waiting(kind, merged_into) is None:
             new_loss_id = f"{kind}:{merged_into}:{waiting.loss_id.rsplit(':', 1)[-1]}"
