@@ -93,12 +93,28 @@ def _steps() -> list[Step]:
             "Jordan sees the task and fills in the reason on 'Globex pilot': Not Ready",
             _fill_in_reason_once_the_task_is_there,
         ),
+        (
+            "Avery opens a new deal with Dana Lee, who is in the Pricing nurture: it stops for her",
+            _new_deal_for_dana_once_she_is_nurtured,
+        ),
     ]
 
 
 def _fill_in_reason_once_the_task_is_there(control: Any) -> None:
     _wait_for(lambda: control.objects("tasks"), "the owner task for 'Globex pilot'")
     control.rep_update("deals", "2002", {"closed_lost_reason": "Not Ready"})
+
+
+def _new_deal_for_dana_once_she_is_nurtured(control: Any) -> None:
+    _wait_for(
+        lambda: control.object("contacts", "3001")["properties"].get("handoff_recycled_at"),
+        "Dana Lee to be recycled",
+    )
+    deal = control.rep_create(
+        "deals",
+        {"dealname": "Acme second try", "pipeline": "default", "dealstage": "qualifiedtobuy"},
+    )
+    control.associate(deal["id"], "3001")
 
 
 def _wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:

@@ -81,6 +81,9 @@ def record_lines(audit: Mapping[str, Any], names: Names) -> list[str]:
 def record_sentence(audit: Mapping[str, Any]) -> str:
     """What became of the record as a whole, e.g. "2 of 2 contacts recycled"."""
     outcome = str(audit.get("outcome", ""))
+    back = [c for c in (audit.get("contacts") or {}).values() if c.get("outcome") == ContactOutcome.CAME_BACK]
+    if back and not audit.get("errors"):
+        return f"open: {len(back)} recycled {'contact' if len(back) == 1 else 'contacts'} back with sales"
     if outcome != Outcome.HANDED_OFF:
         sentence = RECORD_SENTENCES.get(outcome, outcome)
         errors = [str(e) for e in audit.get("errors") or []]
@@ -129,6 +132,8 @@ def contact_sentence(
         return f"FAILED: {failures}"
     if outcome == ContactOutcome.SKIPPED:
         return "left alone: " + _skip_sentence(why, audit, names)
+    if outcome == ContactOutcome.CAME_BACK:
+        return f"back with sales ({why}): taken out of the nurture"
     return "still under way"
 
 

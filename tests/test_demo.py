@@ -1,5 +1,6 @@
 """The README's first command: the whole story, in one process, on embedded defaults."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,14 @@ def test_demo_tells_the_whole_story_and_hubspot_ends_in_the_right_state() -> Non
         for wid, e in result.enrollments.items()
         if isinstance(e, dict) and "contactIds" in e
     }
-    assert enrolled["5102"] == ["3001", "3002"]  # Pricing
+    assert enrolled["5102"] == ["3002"]  # Pricing; Dana Lee left it when she got a new deal
     assert enrolled["5103"] == ["3003"]  # Not Ready
     assert enrolled["5104"] == []  # Feature Missing: Ria still has an open deal
     assert enrolled["5101"] == []  # Competitor is never nurtured
     attempts = [a for e in result.enrollments.values() if isinstance(e, dict) for a in e.get("attempts", [])]
     assert len(attempts) == 3, "each contact enrolled exactly once, never asked twice"
 
-    assert sorted(result.list_memberships["702"]["memberIds"]) == ["3001", "3002"]
+    assert sorted(result.list_memberships["702"]["memberIds"]) == ["3002"]
     assert result.list_memberships["701"]["memberIds"] == ["3006"]
     assert contacts["3003"]["nurture_track"] == "quarterly_checkin"
 
@@ -49,6 +50,8 @@ def test_demo_tells_the_whole_story_and_hubspot_ends_in_the_right_state() -> Non
     assert "Deal Acme expansion (lost: Pricing): 2 of 2 contacts recycled" in table
     assert "Dana Lee     recycled to lead, enrolled in Pricing and ROI nurture" in table
     assert "Ria Shah     left alone: still on the open deal Umbrella direct" in table
+    assert "Deal Acme second try: open: 1 recycled contact back with sales" in table
+    assert re.search(r"Dana Lee     back with sales \(deal \d+ opened\): taken out of the nurture", table)
     assert "Deal Initech renewal (lost: Competitor): nobody recycled: Competitor is never nurtured" in table
     assert "for Jordan Reyes: Add a lost reason to Globex pilot" in table
     for code in ("handed_off", "deal_open", "clear_then_set", "not_recycled", "open_deal", "partial_failure"):
