@@ -33,6 +33,7 @@ from handoff_worker.handoff.resync import (
     scheduled_window,
 )
 from handoff_worker.hubspot.ratelimit import work_class
+from handoff_worker.presentation import RECORD_SENTENCES
 from handoff_worker.setaside import NotReplayableError, discard, list_set_aside, put_back
 from handoff_worker.settings import Settings
 from handoff_worker.state import redis_client
@@ -295,7 +296,10 @@ def replay_command(
         click.echo(f"  ! {line}")
     line = f"replayed {tally.replayed}: handed off {tally.handed_off}, failed {len(tally.failed)}"
     if tally.other:
-        line += ", other outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.other.items()))
+        line += "; " + ", ".join(
+            f"{count} {RECORD_SENTENCES.get(outcome, outcome)}"
+            for outcome, count in sorted(tally.other.items())
+        )
     click.echo(line)
     if tally.failed:
         sys.exit(EXIT_FAILED)

@@ -65,6 +65,19 @@ def test_replay_of_one_deal_and_of_an_unknown_one(cli_env: OpsEnv) -> None:
     assert "no failed handoff is waiting" in CliRunner().invoke(failures_command, []).output
 
 
+def test_replay_of_a_deal_reopened_since_it_failed_says_so_in_words(cli_env: OpsEnv) -> None:
+    ops = cli_env
+    seed_lost_deal(ops, "8521", "Not Ready", {"8621": "salesqualifiedlead"})
+    assert ops.wiring().engine.handoff_deal("8521", "webhook").outcome == "partial_failure"
+    ops.server.control.rep_update("deals", "8521", {"dealstage": "appointmentscheduled"})
+
+    result = CliRunner().invoke(replay_command, ["--deal", "8521"])
+
+    assert result.exit_code == 0, result.output
+    assert "replayed 1: handed off 0, failed 0; 1 still open: nothing to do" in result.output
+    assert "deal_open" not in result.output
+
+
 def test_replay_without_a_target_says_what_to_pass(cli_env: OpsEnv) -> None:
     result = CliRunner().invoke(replay_command, [])
     assert result.exit_code == 2
