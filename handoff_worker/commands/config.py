@@ -224,11 +224,20 @@ def _property_nurture_problems(rules: NurtureRules, gateway: HubSpotGateway) -> 
 
 
 def _marker_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
-    return [
-        f"markers > {key}: HubSpot has no contact property '{definition.name}'; {SETUP_HINT}"
-        for key, definition in marker_definitions(rules).items()
-        if _property_or_none(gateway, ObjectType.CONTACT, definition.name) is None
-    ]
+    problems = []
+    for key, definition in marker_definitions(rules).items():
+        existing = _property_or_none(gateway, ObjectType.CONTACT, definition.name)
+        if existing is None:
+            problems.append(
+                f"markers > {key}: HubSpot has no contact property '{definition.name}'; {SETUP_HINT}"
+            )
+        elif key == "follow_up_on" and existing.type not in {"date", "datetime"}:
+            problems.append(
+                f"markers > {key}: HubSpot's contact property '{definition.name}' is a {existing.type}, "
+                "not a date; name a date property here, or delete it in HubSpot and run "
+                "`handoff-worker config setup-properties`"
+            )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,11 +259,15 @@ def marker_definitions(rules: NurtureRules) -> dict[str, PropertyDefinition]:
             group_name=MARKER_GROUP,
         )
 
-    return {
+    definitions = {
         "recycled_at": contact_property(markers.recycled_at, "Recycled to marketing at", "datetime", "date"),
         "reason": contact_property(markers.reason, "Recycle reason", "string", "text"),
         "source_deal": contact_property(markers.source_deal, "Recycled from deal", "string", "text"),
     }
+    # Asked for only by a portal whose YAML sets a follow-up date: others need not create it.
+    if any(reason.follow_up_after_days for reason in rules.reasons):
+        definitions["follow_up_on"] = contact_property(markers.follow_up_on, "Follow up on", "date", "date")
+    return definitions
 
 
 def setup_marker_properties(rules: NurtureRules, gateway: HubSpotGateway, *, dry_run: bool) -> list[str]:

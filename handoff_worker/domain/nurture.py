@@ -53,6 +53,9 @@ class ReasonRule:
     # recycled, None means "leave the contact alone" (or e.g. "other").
     lifecycle_stage: str | None
     nurtures: tuple[Nurture, ...] = ()
+    # Days after the handoff on which sales should look at the contact again: written as a date
+    # in the `follow_up_on` marker. None: no follow-up date.
+    follow_up_after_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class MarkerProperties:
     recycled_at: str = "handoff_recycled_at"
     reason: str = "handoff_recycle_reason"
     source_deal: str = "handoff_source_deal_id"
+    # A date property (no time): set only for reasons with `follow_up_after_days`.
+    follow_up_on: str = "handoff_follow_up_date"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from handoff_worker.domain.journey import (
@@ -273,7 +273,15 @@ def marker_values(
     }
     if deal_id:
         markers[rules.markers.source_deal] = deal_id
+    if reason.follow_up_after_days:
+        markers[rules.markers.follow_up_on] = follow_up_date(now, reason.follow_up_after_days)
     return markers
+
+
+def follow_up_date(now: datetime, days: int) -> str:
+    """The day, in UTC, `days` after `now`, as HubSpot's date properties take it (YYYY-MM-DD):
+    they hold a day, stored as its midnight UTC, and refuse any other time of day."""
+    return (now.astimezone(UTC).date() + timedelta(days=days)).isoformat()
 
 
 def loss_seen(loss_id: str, reason: ReasonRule, opened_at: datetime | None = None) -> LossSeen:

@@ -39,6 +39,8 @@ NURTURE_METHOD_KEYS = ("workflow", "list", "property")
 # The owner task's due date is computed from it; past a year it is no deadline at all, and
 # infinity would crash the task after the handoff was recorded.
 MAX_SLA_HOURS = 8760
+# A follow-up date further out than this is a typo (days for hours, an extra digit), not a plan.
+MAX_FOLLOW_UP_DAYS = 3650
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +103,20 @@ def _hours(value: object, where: Where, _context: Context, problems: Problems) -
         )
         return None
     return float(value)
+
+
+def _days(value: object, where: Where, _context: Context, problems: Problems) -> int | None:
+    if value is None:  # left empty: no follow-up date
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_FOLLOW_UP_DAYS:
+        problems.add(
+            where,
+            f"{kind(value)} is not a number of days; write a whole number from 1 to "
+            f"{MAX_FOLLOW_UP_DAYS} (ten years), e.g. follow_up_after_days: 90, or remove the line "
+            "for no follow-up date",
+        )
+        return None
+    return value
 
 
 def _owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
@@ -336,6 +352,13 @@ def _nurtured_only_if_recycled(fields: Fields, _where: Where, context: Context, 
                 f"'{context.reason}' has recycle: false, so its contacts are never nurtured; remove "
                 "the nurture list or set recycle: true",
             )
+    if "recycle" in fields and fields["recycle"][0] is False and "follow_up_after_days" in fields:
+        _days_value, where = fields["follow_up_after_days"]
+        problems.add(
+            where,
+            f"'{context.reason}' has recycle: false, so its contacts get no follow-up date (it is "
+            "written with the recycling markers); remove follow_up_after_days or set recycle: true",
+        )
     return True
 
 
@@ -347,6 +370,7 @@ def _reason_rule(values: dict[str, Any], context: Context) -> ReasonRule:
         recycle=recycle,
         lifecycle_stage=values.get("lifecycle_stage", context.default_stage if recycle else None),
         nurtures=values.get("nurture", ()),
+        follow_up_after_days=values.get("follow_up_after_days"),
     )
 
 
@@ -356,6 +380,7 @@ REASON = Section(
         Key("recycle", _yes_no),
         Key("lifecycle_stage", _stage),
         Key("nurture", _nurtures),
+        Key("follow_up_after_days", _days),
     ),
     build=_reason_rule,
     example="Pricing:\n    nurture:\n      - workflow: 12345",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 from handoff_worker.sandbox.errors import SandboxApiError, not_found, validation_error
@@ -11,6 +13,7 @@ from handoff_worker.sandbox.records import (
     OBJECT_TYPES,
     READ_ONLY_PROPERTIES,
     SINGULAR,
+    ms_from_value,
 )
 
 DEFAULT_LIFECYCLE_ORDER = (
@@ -113,6 +116,8 @@ class Schema:
         for name, value in values.items():
             if name in READ_ONLY_PROPERTIES:
                 raise validation_error(f'Property "{name}" is read-only.')
+            if schema[name]["type"] == "date" and value not in ("", None):
+                _check_date(name, value)
             options = {o["value"] for o in schema[name]["options"]}
             if options and value not in ("", None) and str(value) not in options:
                 raise SandboxApiError(
@@ -145,6 +150,34 @@ ORIGINAL_SOURCES = (
     ("PAID_SOCIAL", "Paid Social"),
     ("AI_REFERRALS", "AI Referrals"),
 )
+
+
+def _check_date(name: str, value: Any) -> None:
+    """HubSpot's date properties hold a day: YYYY-MM-DD, or epoch ms at midnight UTC, nothing else."""
+    text = str(value).strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            date.fromisoformat(text)
+            return
+        except ValueError:
+            pass
+    ms = ms_from_value(text)
+    if ms is None:
+        raise SandboxApiError(
+            400,
+            "VALIDATION_ERROR",
+            f'Property values were not valid: {text} is not a valid date for "{name}"',
+            errors=[{"message": f"{text} is not a valid date", "code": "INVALID_DATE"}],
+        )
+    if ms % 86_400_000:
+        at = datetime.fromtimestamp(ms / 1000, tz=UTC)
+        clock = f"{at.hour}:{at.minute}:{at.second}.{at.microsecond // 1000}"
+        raise SandboxApiError(
+            400,
+            "VALIDATION_ERROR",
+            f'Property values were not valid: {text} is at {clock} UTC, not midnight! for "{name}"',
+            errors=[{"message": f"{text} is not at midnight UTC", "code": "INVALID_DATE"}],
+        )
 
 
 def _prop(name: str, label: str, kind: str = "string", field_type: str = "text") -> dict[str, Any]:

@@ -31,7 +31,12 @@ ALL_REASONS_TAIL = """\
   Not a Fit - Might Be in the Future: {recycle: false}
   Not a Prospect: {recycle: false}
 """
-MARKERS = ("handoff_recycled_at", "handoff_recycle_reason", "handoff_source_deal_id")
+MARKERS = (
+    "handoff_recycled_at",
+    "handoff_recycle_reason",
+    "handoff_source_deal_id",
+    "handoff_follow_up_date",
+)
 
 
 @pytest.fixture
@@ -180,9 +185,38 @@ def test_missing_reason_and_marker_properties(sandbox: SandboxServer, hubspot: S
         *[
             f"markers > {key}: HubSpot has no contact property '{name}'; run `handoff-worker config "
             "setup-properties` to create it"
-            for key, name in zip(("recycled_at", "reason", "source_deal"), MARKERS, strict=True)
+            for key, name in zip(("recycled_at", "reason", "source_deal"), MARKERS[:3], strict=True)
         ],
     ]
+
+
+def test_follow_up_date_property_is_asked_for_only_when_a_reason_sets_one(
+    sandbox: SandboxServer, hubspot: SdkGateway
+) -> None:
+    sandbox.control.reset(seed_without_markers())
+    without = parse_rules("version: 1\nreasons:\n  Pricing: {}\n", "team.yaml")
+    assert not any("follow_up_on" in p for p in remote_problems(without, hubspot))
+    with_follow_up = parse_rules("version: 1\nreasons:\n  Pricing: {follow_up_after_days: 90}\n", "team.yaml")
+    assert (
+        "markers > follow_up_on: HubSpot has no contact property 'handoff_follow_up_date'; run "
+        "`handoff-worker config setup-properties` to create it"
+    ) in remote_problems(with_follow_up, hubspot)
+
+
+def test_follow_up_date_property_of_another_type_is_named(
+    sandbox: SandboxServer, hubspot: SdkGateway
+) -> None:
+    seed = seed_without_markers()
+    seed["properties"]["contacts"].append(
+        {"name": "handoff_follow_up_date", "label": "Follow up", "type": "string", "fieldType": "text"}
+    )
+    sandbox.control.reset(seed)
+    rules = parse_rules("version: 1\nreasons:\n  Pricing: {follow_up_after_days: 90}\n", "team.yaml")
+    assert (
+        "markers > follow_up_on: HubSpot's contact property 'handoff_follow_up_date' is a string, not a "
+        "date; name a date property here, or delete it in HubSpot and run `handoff-worker config "
+        "setup-properties`"
+    ) in remote_problems(rules, hubspot)
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -247,6 +281,7 @@ def test_setup_properties_dry_run_creates_nothing(
         "would create handoff_recycled_at (datetime) in group 'contactinformation'",
         "would create handoff_recycle_reason (string) in group 'contactinformation'",
         "would create handoff_source_deal_id (string) in group 'contactinformation'",
+        "would create handoff_follow_up_date (date) in group 'contactinformation'",
     ]
     for name in MARKERS:
         with pytest.raises(NotFoundError):
@@ -267,7 +302,10 @@ def test_setup_properties_creates_missing_markers_once(
         "created     handoff_recycled_at (datetime) in group 'contactinformation'",
         "exists      handoff_recycle_reason (string)",
         "created     handoff_source_deal_id (string) in group 'contactinformation'",
+        "created     handoff_follow_up_date (date) in group 'contactinformation'",
     ]
+    follow_up = hubspot.get_property(ObjectType.CONTACT, "handoff_follow_up_date")
+    assert (follow_up.type, follow_up.field_type) == ("date", "date")
     recycled_at = hubspot.get_property(ObjectType.CONTACT, "handoff_recycled_at")
     assert (recycled_at.type, recycled_at.field_type, recycled_at.group_name) == (
         "datetime",

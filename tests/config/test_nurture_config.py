@@ -175,7 +175,7 @@ BROKEN = [
     pytest.param(
         MINIMAL.replace("nurture:", "nuture:"),
         "4 reasons > Pricing > nuture: unknown key 'nuture'; did you mean 'nurture'? "
-        "Allowed here: value, recycle, lifecycle_stage, nurture",
+        "Allowed here: value, recycle, lifecycle_stage, nurture, follow_up_after_days",
         id="unknown-key-with-suggestion",
     ),
     pytest.param(
@@ -297,6 +297,30 @@ BROKEN = [
         "4 reasons > Pricing > nurture: a section of keys is not a list; write one item per line after "
         "'- ', e.g. \n  - workflow: 12345",
         id="nurture-not-a-list",
+    ),
+    *[
+        pytest.param(
+            f"version: 1\nreasons:\n  Pricing:\n    follow_up_after_days: {days}\n",
+            f"4 reasons > Pricing > follow_up_after_days: {shown} is not a number of days; write a whole "
+            "number from 1 to 3650 (ten years), e.g. follow_up_after_days: 90, or remove the line for no "
+            "follow-up date",
+            id=f"follow-up-{days}",
+        )
+        for days, shown in (
+            ("0", "the number 0"),
+            ("-5", "the number -5"),
+            ("3651", "the number 3651"),
+            ("2.5", "the number 2.5"),
+            ("ninety", "'ninety'"),
+            ("true", "yes/no (true)"),
+        )
+    ],
+    pytest.param(
+        "version: 1\nreasons:\n  Competitor:\n    recycle: false\n    follow_up_after_days: 30\n",
+        "5 reasons > Competitor > follow_up_after_days: 'Competitor' has recycle: false, so its contacts "
+        "get no follow-up date (it is written with the recycling markers); remove follow_up_after_days "
+        "or set recycle: true",
+        id="follow-up-without-recycling",
     ),
     pytest.param(
         "version: 1\n",
@@ -428,3 +452,14 @@ def test_second_loss_policy_defaults_to_keep(tmp_path: Path, written: str, polic
 def test_second_loss_policy_names_its_choices(tmp_path: Path) -> None:
     (problem,) = problems_of(write(tmp_path, "recycling:\n  second_loss: replace\n" + MINIMAL))
     assert "recycling > second_loss" in problem and "keep, switch" in problem
+
+
+def test_follow_up_after_days_is_read_per_reason(tmp_path: Path) -> None:
+    text = (
+        "version: 1\nmarkers: {follow_up_on: sales_follow_up}\nreasons:\n"
+        "  Not Ready: {follow_up_after_days: 90}\n  Pricing: {follow_up_after_days: }\n  Competitor: {}\n"
+    )
+    rules = load_rules(write(tmp_path, text))
+    assert rules.markers.follow_up_on == "sales_follow_up"
+    days = {reason.label: reason.follow_up_after_days for reason in rules.reasons}
+    assert days == {"Not Ready": 90, "Pricing": None, "Competitor": None}

@@ -156,3 +156,21 @@ def test_task_created_with_deal_association(client: HubSpot, sandbox: SandboxSer
     assert task.properties["hs_task_subject"] == "Follow up"
     assert sandbox.control.associated_ids("deals", "2001", "tasks") == [task.id]
     assert sandbox.control.object("tasks", task.id)["properties"]["hubspot_owner_id"] == "7001"
+
+
+@pytest.mark.parametrize("value", ["2027-03-01", "1803859200000"])
+def test_date_property_takes_a_day_or_its_midnight_utc(client: HubSpot, value: str) -> None:
+    client.crm.contacts.basic_api.update("3001", {"properties": {"handoff_follow_up_date": value}})
+    contact = client.crm.contacts.basic_api.get_by_id("3001", properties=["handoff_follow_up_date"])
+    assert contact.properties["handoff_follow_up_date"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("2027-03-01T10:00:00Z", "is at 10:0:0.0 UTC, not midnight!"), ("2027-02-30", "is not a valid date")],
+)
+def test_date_property_refuses_a_time_of_day_or_no_date(client: HubSpot, value: str, why: str) -> None:
+    with pytest.raises(ContactsApiException) as caught:
+        client.crm.contacts.basic_api.update("3001", {"properties": {"handoff_follow_up_date": value}})
+    assert caught.value.status == 400
+    assert why in json.loads(caught.value.body)["message"]
