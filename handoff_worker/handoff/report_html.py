@@ -57,11 +57,15 @@ tr.kind th{background:#fff;text-align:left;font-size:1rem;padding-top:.9rem}
 .muted{color:#6b7280}
 .notes{color:#4b5563;font-size:.85rem}
 @media print{
-body{background:#fff;font-size:11pt}main{max-width:none;padding:0}
+body{background:#fff;font-size:10pt}main{max-width:none;padding:0}
+h1{font-size:16pt}h2{font-size:12pt;margin:12pt 0 6pt}
+.headline{gap:6pt}.figure{padding:6pt}.figure .label .muted{display:none}
+.figure .value{font-size:16pt}.figure .change{font-size:8pt}
 .figure,.chart,.table-box{border-color:#9ca3af;break-inside:avoid}
 .table-box{overflow:visible}
+table{font-size:8pt}th,td{padding:3pt 4pt;white-space:normal}
 thead{display:table-header-group}tr{break-inside:avoid}
-@page{margin:14mm}
+@page{size:A4;margin:12mm}
 }
 """
 

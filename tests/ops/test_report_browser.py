@@ -1,8 +1,9 @@
 """The HTML report as a person sees it: rendered by a real headless Chromium at a laptop's width.
 
-The page is opened from a file, laid out at 1366 x 900, and measured by a probe script added to a
-copy of it (the report itself has no script): the headline numbers, a bar per reason, no
-horizontal overflow, no engine codes in the visible text. Printing is checked by printing it to PDF.
+The page is opened from a file, laid out at 1366 x 900 (and with its print styles at A4's width),
+and measured by a probe script added to a copy of it (the report itself has no script): the headline
+numbers, a bar per reason, no horizontal overflow, no engine codes in the visible text. Printing is
+also checked by printing it to PDF.
 
 Chromium comes from the system's packages; `python3 dev.py test` installs it when it is missing
 (see docs/operations.md). Without it this test fails, saying how to get it: it never skips.
@@ -129,13 +130,15 @@ def quarter() -> Report:
     return Report(figures, [WaitingDeal("5001", period.end - timedelta(hours=30))])
 
 
-def render_in_chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def render_in_chromium(
+    page: Path, profile: Path, *extra: str, width: int = WIDTH
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             chromium(),
             *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
-            f"--window-size={WIDTH},{HEIGHT}",
+            f"--window-size={width},{HEIGHT}",
             *extra,
             page.as_uri(),
         ],
@@ -146,20 +149,25 @@ def render_in_chromium(page: Path, profile: Path, *extra: str) -> subprocess.Com
     )
 
 
-@pytest.fixture(scope="module")
-def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """What the browser laid out, measured by the probe."""
-    folder = tmp_path_factory.mktemp("report")
-    html = render_page(quarter())
+def measure(folder: Path, html: str, *, width: int = WIDTH) -> dict[str, Any]:
+    """Lay the page out in Chromium at this width and return what the probe measured."""
     page = folder / "report.html"
     page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    result = render_in_chromium(page, folder / "profile", "--virtual-time-budget=5000", "--dump-dom")
+    result = render_in_chromium(
+        page, folder / "profile", "--virtual-time-budget=5000", "--dump-dom", width=width
+    )
     found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"the probe did not run: {result.stdout[-500:]} {result.stderr[-500:]}"
     probe: dict[str, Any] = json.loads(
         found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
     )
     return probe
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What the browser laid out on a laptop screen."""
+    return measure(tmp_path_factory.mktemp("report"), render_page(quarter()))
 
 
 def test_the_headline_numbers_are_on_the_first_screen(seen: dict[str, Any]) -> None:
@@ -221,6 +229,15 @@ def test_the_table_speaks_to_people(seen: dict[str, Any]) -> None:
         "nan",
     ):
         assert code not in text, code
+
+
+def test_the_print_layout_fits_an_a4_page(tmp_path: Path) -> None:
+    """The print styles applied on screen, at A4's width inside its margins (186 mm, 703 px)."""
+    printed = render_page(quarter()).replace("@media print{", "@media all{")
+    assert printed != render_page(quarter())
+    probe = measure(tmp_path, printed, width=703)
+    assert probe["scrollWidth"] <= 703
+    assert all(figure["right"] <= 703 for figure in probe["headline"])
 
 
 def test_it_prints(tmp_path: Path) -> None:
