@@ -33,7 +33,8 @@ from handoff_worker.handoff.ledger import WAITING_INDEX, waiting_key
 from handoff_worker.handoff.lock import running_count
 from handoff_worker.handoff.resync.window import read_watermark
 from handoff_worker.handoff.run_record import Outcome
-from handoff_worker.hubspot.ratelimit import BudgetUse, RedisRateLimiter
+from handoff_worker.hubspot.ratelimit import BudgetUse, DailyBudget, RedisRateLimiter
+from handoff_worker.setaside import SET_ASIDE_KEY
 from handoff_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Status:
     sla_hours: float | None
     dead_letters: dict[str, int]
     dead_letters_permanent: int
+    set_aside: int
     last_hour: dict[str, int]
     api_calls_last_hour: int
     pace_per_minute: float
@@ -171,7 +173,15 @@ def read_status(
     dead: dict[str, int] = {str(kind): 0 for kind in RecordKind}
     for failure in failures:
         dead[str(failure.kind)] = dead.get(str(failure.kind), 0) + 1
-    budget = RedisRateLimiter(client, settings.rate_limit, settings.search_rate_limit).in_use()
+    limiter = RedisRateLimiter(
+        client,
+        settings.rate_limit,
+        settings.search_rate_limit,
+        bulk_share=settings.bulk_share,
+        daily_reserve=settings.daily_reserve,
+    )
+    budget = limiter.in_use()
+    daily = limiter.daily_budget()
     watermark = read_watermark(client)
     status = Status(
         at=now.isoformat(timespec="seconds"),
@@ -182,12 +192,13 @@ def read_status(
         sla_hours=sla_hours,
         dead_letters=dead,
         dead_letters_permanent=sum(1 for f in failures if f.permanent),
+        set_aside=int(client.hlen(SET_ASIDE_KEY)),
         last_hour=dict(sorted(last_hour.items())),
         api_calls_last_hour=api_calls,
         pace_per_minute=round(pace, 2),
         backlog=backlog,
         eta_seconds=None if eta is None else round(eta),
-        budget=_budget_dict(budget),
+        budget=_budget_dict(budget, daily),
         last_good_sweep=watermark.isoformat(timespec="seconds") if watermark else None,
         last_good_sweep_age_seconds=round((now - watermark).total_seconds()) if watermark else None,
     )
@@ -195,8 +206,12 @@ def read_status(
     return status
 
 
-def _budget_dict(use: BudgetUse) -> dict[str, Any]:
+def _budget_dict(use: BudgetUse, daily: DailyBudget | None) -> dict[str, Any]:
     return {
+        # As HubSpot's headers last said (None: not seen in the last few minutes).
+        "daily_limit": daily.maximum if daily else None,
+        "daily_remaining": daily.remaining if daily else None,
+        "daily_reserve_reached": bool(daily and daily.reserve_reached),
         "account_used": use.account_used,
         "account_limit": use.account_limit.requests,
         "account_window_seconds": use.account_limit.window_seconds,
@@ -233,6 +248,22 @@ def assess(status: Status, settings: Settings) -> list[dict[str, str]]:
                 f"the backlog of {status.backlog} takes about {_duration(status.eta_seconds)} at the pace of "
                 f"the last {PACE_MINUTES} minutes: add workers, or raise HUBSPOT_RATE_LIMIT if the "
                 "account allows more",
+            )
+        )
+    if status.budget["daily_reserve_reached"]:
+        problems.append(
+            (
+                Health.WARNING,
+                f"HubSpot's daily budget is down to its reserve ({status.budget['daily_remaining']:,} of "
+                f"{status.budget['daily_limit']:,} left): bulk work waits for tomorrow, live work goes on",
+            )
+        )
+    if status.set_aside:
+        problems.append(
+            (
+                Health.WARNING,
+                f"{status.set_aside} queue message(s) were set aside (not runnable): `handoff-worker "
+                "failures` lists them, `handoff-worker replay --message ID` queues one again",
             )
         )
     dead = sum(status.dead_letters.values())
@@ -413,6 +444,22 @@ def state_metrics(status: Status) -> Iterable[Metric]:
         limit.add_metric([budget], status.budget[f"{budget}_limit"])
     yield used
     yield limit
+    yield _gauge(
+        "handoff_set_aside_messages",
+        "Queue messages set aside because no worker could run them (see `handoff-worker failures`)",
+        status.set_aside,
+    )
+    if status.budget["daily_limit"] is not None:
+        yield _gauge(
+            "handoff_hubspot_daily_remaining",
+            "Requests left in the account's daily budget, as HubSpot's headers last said",
+            status.budget["daily_remaining"],
+        )
+        yield _gauge(
+            "handoff_hubspot_daily_limit",
+            "The account's daily budget, as HubSpot's headers last said",
+            status.budget["daily_limit"],
+        )
     yield _gauge(
         "handoff_hubspot_budget_paused_seconds",
         "Seconds left of a pause every process keeps (HubSpot said the account is nearly spent)",

@@ -32,7 +32,8 @@ def status_command(as_json: bool, watch: float | None) -> None:
     \b
     Exit codes, for a monitoring check:
       0  all well
-      1  warning: dead letters, records waiting past the SLA, a backlog over an hour, no recent sweep
+      1  warning: dead letters or set-aside messages, the daily budget at its reserve, records
+         waiting past the SLA, a backlog over an hour, no recent sweep
       2  critical: handoffs queued and none finished in the last ten minutes (workers down)
       3  cannot tell: Redis cannot be read, or a setting is invalid
     """
@@ -125,6 +126,15 @@ def render(reading: Status, code: Health) -> str:
         f"{budget['search_limit']} per {budget['search_window_seconds']:g} s"
         + (f"; paused {budget['paused_seconds']:g} s" if budget["paused_seconds"] else ""),
     )
+    if budget["daily_limit"] is not None:
+        row(
+            "HubSpot daily budget left",
+            budget["daily_remaining"],
+            f"of {budget['daily_limit']:,}"
+            + ("; reserve reached: bulk work waits" if budget["daily_reserve_reached"] else ""),
+        )
+    if reading.set_aside:
+        row("set-aside queue messages", reading.set_aside, "`handoff-worker failures` lists them")
     if reading.last_good_sweep is not None:
         age = format_duration(reading.last_good_sweep_age_seconds)
         row("last good sweep", f"{age} ago", reading.last_good_sweep)

@@ -23,6 +23,8 @@ from handoff_worker.handoff.deadletter import record_failure
 from handoff_worker.handoff.ledger import Ledger, Waiting
 from handoff_worker.handoff.lock import RecordLock
 from handoff_worker.handoff.resync.window import write_watermark
+from handoff_worker.hubspot.ratelimit import RedisRateLimiter
+from handoff_worker.setaside import set_aside
 from handoff_worker.settings import Settings
 from handoff_worker.status import StateCollector, read_status
 
@@ -228,3 +230,28 @@ def test_a_scrape_with_redis_down_still_answers(settings: Settings) -> None:
     finally:
         app.close()
     assert samples == {"handoff_state_up{}": 0}
+
+
+def test_the_daily_reserve_and_set_aside_messages_are_warnings(
+    redis_url: str, redis_conn: redis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    limiter = RedisRateLimiter(redis_conn, settings.rate_limit, settings.search_rate_limit)
+    limiter.record_daily(250_000, 40_000)  # under the default 20 % reserve
+    set_aside(
+        redis_conn,
+        message_id="m-1",
+        queue="handoff",
+        reason="not a task message Celery can run",
+        now=datetime.now(UTC),
+        raw="{not json",
+    )
+    result = run_status(redis_url, "--json", tmp_path=tmp_path)
+    reading = json.loads(result.stdout)
+    assert result.returncode == 1, result.stderr
+    assert reading["set_aside"] == 1
+    assert reading["budget"]["daily_remaining"] == 40_000
+    assert reading["budget"]["daily_reserve_reached"] is True
+    messages = " ".join(p["message"] for p in reading["problems"])
+    assert "daily budget is down to its reserve" in messages and "set aside" in messages
+    screen = run_status(redis_url, tmp_path=tmp_path).stdout
+    assert "HubSpot daily budget left" in screen and "set-aside queue messages" in screen
