@@ -40,6 +40,15 @@ def loss_key(kind: RecordKind, object_id: str) -> str:
     return f"{KEY_PREFIX}loss:{kind}:{object_id}"
 
 
+def deleted_loss_key(kind: RecordKind, object_id: str) -> str:
+    return f"{KEY_PREFIX}loss:deleted:{kind}:{object_id}"
+
+
+# HubSpot sends a merged-away record's deletion beside the merge, in no set order: a deleted
+# record's loss is kept this long (HubSpot's retry span and more) for a merge to move it.
+DELETED_LOSS_TTL_SECONDS = 3 * 24 * 3600
+
+
 def steps_key(loss_id: str) -> str:
     return f"{KEY_PREFIX}ledger:{loss_id}"
 
@@ -240,11 +249,18 @@ class Ledger:
     def forget(self, kind: RecordKind, object_id: str) -> None:
         """Drop what is kept about a deleted record. Step hashes of past losses are left to expire."""
         self.clear_waiting(kind, object_id)
-        self.client.delete(loss_key(kind, object_id))
+        if self.client.exists(loss_key(kind, object_id)):
+            self.client.rename(loss_key(kind, object_id), deleted_loss_key(kind, object_id))
+            self.client.expire(deleted_loss_key(kind, object_id), DELETED_LOSS_TTL_SECONDS)
 
     def move(self, kind: RecordKind, object_id: str, merged_into: str) -> None:
         """A merged record's loss and waiting state follow the record it was merged into, unless
         that record has its own (its own history wins)."""
+        if not self.client.exists(loss_key(kind, object_id)) and self.client.exists(
+            deleted_loss_key(kind, object_id)
+        ):
+            # The merged-away record's deletion was handled first: its loss is still to move.
+            self.client.rename(deleted_loss_key(kind, object_id), loss_key(kind, object_id))
         source_loss = self.current_loss(kind, object_id)
         if source_loss is not None and self.current_loss(kind, merged_into) is None:
             # RENAMENX: a loss the survivor saved since the check above is never overwritten.

@@ -276,7 +276,11 @@ class Portal:
                 "mergedObjectIds": [int(merged.id)],
                 "newObjectId": int(primary.id),
             }
-            return [Change("merge", resolved, primary.id, now, source, extra=extra)]
+            # HubSpot also sends the merged-away record's deletion, in no set order with the merge.
+            return [
+                Change("merge", resolved, primary.id, now, source, extra=extra),
+                Change("deletion", resolved, merged.id, now, source),
+            ]
 
     def _log_change(
         self, record: StoredRecord, what: str, old: str | None, new: str | None, source: str

@@ -138,3 +138,17 @@ def test_a_contact_merged_during_a_handoff_of_its_deal(
     survivor = engine.journeys.get("3006")
     assert survivor is not None and survivor.episode.source_ids == ("deal:2001:1",)
     assert steps.get(step_field("3006", LIFECYCLE_STEP)) == DONE
+
+
+def test_the_merged_away_deletion_handled_before_the_merge_loses_nothing(
+    hub: Any, engine: HandoffEngine
+) -> None:
+    hub.control.lose_deal("2002", "Not Interested")
+    engine.handoff_deal("2002")
+    hub.control.rep_merge("deals", "2001", "2002")
+    # HubSpot sends the deletion of 2002 and the merge in no set order: the deletion first here.
+    engine.forget("deals", "2002")
+    engine.forget("deals", "2002", merged_into="2001")
+    moved = Ledger(engine.redis).current_loss(RecordKind.DEAL, "2001")
+    assert moved is not None and moved.complete and moved.loss_id == "deal:2001:1"
+    assert Ledger(engine.redis).current_loss(RecordKind.DEAL, "2002") is None
