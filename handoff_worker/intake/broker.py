@@ -20,14 +20,14 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Celery
 
-from handoff_worker.pending import QueueEntry, WorkClass, queue_once, unmark
+from handoff_worker.pending import QueueEntry, QueueOnceResult, WorkClass, queue_once, unmark
 
 # What Celery puts in a message that asks for no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -166,25 +166,19 @@ class RedisTaskPublisher:
     ) -> QueuedUnits:
         """Queue each unit its record's pending mark allows, marks and messages written in one
         atomic script (`pending.queue_once`). Raises PublishError: then nothing was written."""
-        calls: dict[int, TaskCall] = {}
-
-        def prepare(index: int) -> tuple[str, str]:
-            call = calls[index] = TaskCall.new(units[index].name, units[index].kwargs)
-            return call.task_id, encode_task_message(call, queue=self._queue, origin=self._origin)
-
         try:
-            result = queue_once(
+            result, queued = _queue_units_once(
                 self._broker,
                 self._list_key,
-                [QueueEntry(u.record, u.events) for u in units],
-                prepare,
+                units,
+                lambda call: encode_task_message(call, queue=self._queue, origin=self._origin),
                 work_class=work_class,
                 dedupe_keys=dedupe_keys,
                 dedupe_ttl=dedupe_ttl,
             )
         except redis.RedisError as exc:
             raise PublishError(f"queueing {len(units)} units on {self._queue} failed: {exc}") from exc
-        return QueuedUnits(result.seen, _queued_calls(result.queued, calls))
+        return QueuedUnits(result.seen, queued)
 
 
 class CeleryTaskPublisher:
@@ -219,25 +213,19 @@ class CeleryTaskPublisher:
         publish that fails takes its marks back, so the record does not look queued; should even
         that fail, the marks expire (pending.PENDING_TTL_SECONDS) and the next event or sweep
         queues the record."""
-        calls: dict[int, TaskCall] = {}
-
-        def prepare(index: int) -> tuple[str, str]:
-            call = calls[index] = TaskCall.new(units[index].name, units[index].kwargs)
-            return call.task_id, ""
-
         try:
-            result = queue_once(
+            # No list: the marks only; Celery publishes the messages below.
+            result, queued = _queue_units_once(
                 self._marks,
                 None,
-                [QueueEntry(u.record, u.events) for u in units],
-                prepare,
+                units,
+                lambda call: "",
                 work_class=work_class,
                 dedupe_keys=dedupe_keys,
                 dedupe_ttl=dedupe_ttl,
             )
         except redis.RedisError as exc:
             raise PublishError(f"marking {len(units)} units failed: {exc}") from exc
-        queued = _queued_calls(result.queued, calls)
         chosen = [(unit, call) for unit, call in zip(units, queued, strict=True) if call is not None]
         try:
             self.publish([call for _, call in chosen])
@@ -251,8 +239,34 @@ class CeleryTaskPublisher:
         return QueuedUnits(result.seen, queued)
 
 
-def _queued_calls(queued: Sequence[bool], calls: dict[int, TaskCall]) -> tuple[TaskCall | None, ...]:
-    return tuple(calls[index] if ok else None for index, ok in enumerate(queued))
+def _queue_units_once(
+    client: redis.Redis,
+    list_key: str | None,
+    units: Sequence[UnitCall],
+    message_for: Callable[[TaskCall], str],
+    *,
+    work_class: WorkClass,
+    dedupe_keys: Sequence[str],
+    dedupe_ttl: int,
+) -> tuple[QueueOnceResult, tuple[TaskCall | None, ...]]:
+    """`pending.queue_once` over units, each given a fresh TaskCall; answers the script's result
+    and, per unit, the call it queued (None where its record's mark held it back)."""
+    calls: dict[int, TaskCall] = {}
+
+    def prepare(index: int) -> tuple[str, str]:
+        call = calls[index] = TaskCall.new(units[index].name, units[index].kwargs)
+        return call.task_id, message_for(call)
+
+    result = queue_once(
+        client,
+        list_key,
+        [QueueEntry(u.record, u.events) for u in units],
+        prepare,
+        work_class=work_class,
+        dedupe_keys=dedupe_keys,
+        dedupe_ttl=dedupe_ttl,
+    )
+    return result, tuple(calls[index] if ok else None for index, ok in enumerate(result.queued))
 
 
 TaskPublisher = RedisTaskPublisher | CeleryTaskPublisher
