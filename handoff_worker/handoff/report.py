@@ -317,7 +317,8 @@ TABLE_HEADER = (
 )
 
 
-def _funnel_cells(label: str, funnel: Funnel) -> tuple[str, ...]:
+def funnel_cells(label: str, funnel: Funnel) -> tuple[str, ...]:
+    """One table row of a funnel, as plain text (the terminal table and the HTML page share it)."""
     return (
         label,
         "-" if funnel.lost is None else str(funnel.lost),
@@ -356,11 +357,11 @@ def render_table(report: Report) -> str:
     for kind in LossKind:
         lines = [line for line in figures.reasons if line.kind is kind]
         text += ["", KIND_NAMES[kind]]
-        table = [TABLE_HEADER, *(_funnel_cells(line.reason, line.funnel) for line in lines)]
-        table.append(_funnel_cells("all reasons", figures.by_kind[kind]))
+        table = [TABLE_HEADER, *(funnel_cells(line.reason, line.funnel) for line in lines)]
+        table.append(funnel_cells("all reasons", figures.by_kind[kind]))
         text += _columns(table)
     text += ["", "By original source"]
-    source_rows = [_funnel_cells(source_name(line.source), line.funnel) for line in figures.sources]
+    source_rows = [funnel_cells(source_name(line.source), line.funnel) for line in figures.sources]
     text += _columns([("source", *TABLE_HEADER[1:]), *source_rows])
     text.append("")
     hours = report.waiting_hours

@@ -16,10 +16,8 @@ from handoff_worker.handoff.report import (
     KIND_NAMES,
     Report,
     change_text,
-    days,
+    funnel_cells,
     money,
-    percent,
-    recycled_text,
     render_csv,
     render_json,
     render_table,
@@ -175,19 +173,12 @@ HEADER = (
 
 
 def _row(label: str, funnel: Funnel, css: str = "") -> str:
-    cells = [
-        escape(label),
-        "-" if funnel.lost is None else str(funnel.lost),
-        escape(recycled_text(funnel)),
-        str(funnel.came_back),
-        percent(funnel.came_back_rate),
-        str(funnel.won),
-        percent(funnel.won_rate),
-        money(funnel.revenue),
-        days(funnel.median_days_to_come_back),
-    ]
     css_attr = f' class="{css}"' if css else ""
-    return f"<tr{css_attr}>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+    return (
+        f"<tr{css_attr}>"
+        + "".join(f"<td>{escape(cell)}</td>" for cell in funnel_cells(label, funnel))
+        + "</tr>"
+    )
 
 
 def _table(report: Report) -> str:
