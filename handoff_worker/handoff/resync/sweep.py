@@ -7,7 +7,7 @@ inline, or only counted in a dry run). Records waiting for a reason are revisite
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -196,17 +196,8 @@ class Resync:
         if not lost:
             summary.errors.append("no closed-lost stage in any deal pipeline: no deal to look for")
             return
-        for deal in walk_modified(
-            self.gateway,
-            ObjectType.DEAL,
-            chunk_in_filter("dealstage", sorted(lost)),
-            since=request.since,
-            until=request.until,
-            properties=signature_properties(RecordKind.DEAL, self.rules),
-            page_size=self.page_size,
-            result_cap=self.result_cap,
-            on_page=on_page,
-        ):
+        groups = chunk_in_filter("dealstage", sorted(lost))
+        for deal in self._walk(RecordKind.DEAL, ObjectType.DEAL, groups, request, on_page):
             summary.deals_found += 1
             self._send(summary, RecordKind.DEAL, deal, request.dry_run)
 
@@ -215,19 +206,30 @@ class Resync:
     ) -> None:
         leads = self.rules.leads
         groups = [[SearchFilter(leads.status_property, "EQ", leads.unqualified_value)]]
-        for contact in walk_modified(
+        for contact in self._walk(RecordKind.CONTACT, ObjectType.CONTACT, groups, request, on_page):
+            summary.contacts_found += 1
+            self._send(summary, RecordKind.CONTACT, contact, request.dry_run)
+
+    def _walk(
+        self,
+        kind: RecordKind,
+        object_type: ObjectType,
+        groups: Sequence[Sequence[SearchFilter]],
+        request: ResyncRequest,
+        on_page: Callable[[], None],
+    ) -> Iterator[CrmObject]:
+        """Records of `groups` modified in the request's window, with what their loss signature reads."""
+        return walk_modified(
             self.gateway,
-            ObjectType.CONTACT,
+            object_type,
             groups,
             since=request.since,
             until=request.until,
-            properties=signature_properties(RecordKind.CONTACT, self.rules),
+            properties=signature_properties(kind, self.rules),
             page_size=self.page_size,
             result_cap=self.result_cap,
             on_page=on_page,
-        ):
-            summary.contacts_found += 1
-            self._send(summary, RecordKind.CONTACT, contact, request.dry_run)
+        )
 
     def _send(self, summary: ResyncSummary, kind: RecordKind, record: CrmObject, dry_run: bool) -> None:
         if self.done.is_done(kind, record.id, loss_signature(kind, record, self.rules)):
