@@ -15,7 +15,8 @@ import redis
 from handoff_worker.domain.events import EventKind, UnitKind, WatchedProperties, decide, parse_events
 from handoff_worker.domain.journey import JourneyState
 from handoff_worker.handoff.engine import HandoffEngine
-from handoff_worker.handoff.resync import ResyncRequest
+from handoff_worker.handoff.resync import ResyncRequest, ResyncSummary
+from handoff_worker.handoff.resync.came_back import CameBackRevisit
 from handoff_worker.intake.app import watched_properties
 from handoff_worker.nurture_config import RulesStore
 from handoff_worker.settings import Settings
@@ -282,3 +283,18 @@ def test_the_sweep_catches_a_reengagement_webhooks_missed(
     # The next sweep finds nobody left to take back.
     summary, sink = sweep(engine, settings_for, redis_conn)
     assert "3001" not in sink.contacts
+
+
+def test_the_cost_of_the_sweeps_re_engagement_step(
+    hub: Any, engine: HandoffEngine, settings_for: Callable[..., Settings], redis_conn: redis.Redis
+) -> None:
+    recycled(engine, hub)
+    wired = build_wiring(settings_for(), redis_conn)
+    step = CameBackRevisit(redis_conn, wired.gateway, wired.rules, wired.engine.reengagement)
+    wired.engine.pipelines.catalog(wired.rules.deals)  # warm, as in a running worker
+    before = wired.gateway.calls_made
+    summary = ResyncSummary()
+    step.revisit(summary, dry_run=False, sink=InlineSink(engine))
+    # The 2 recycled contacts: one contact read, one association read, one deal read.
+    assert (summary.recycled_checked, summary.came_back) == (2, 0)
+    assert wired.gateway.calls_made - before == 3
