@@ -5,10 +5,23 @@ The sandbox's own test tooling (a server and its control client) is in sandbox/t
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+# The contact property the tests' property nurtures write, as the sandbox is seeded with it.
+NURTURE_TRACK = {
+    "name": "nurture_track",
+    "label": "Nurture track",
+    "type": "string",
+    "fieldType": "text",
+    "groupName": "contactinformation",
+    "options": [],
+}
 
 
 def wait_until(
@@ -27,6 +40,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# The checkout this package runs from: `python -m handoff_worker` in a child process imports it from here.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`handoff-worker ARGS` as its own process, with `env` as its only REDIS_/HUBSPOT_/HANDOFF_
+    settings (none inherited from the caller's environment), in `cwd` (where it looks for `.env`)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUBSPOT_", "HANDOFF_"))}
+    base["PYTHONPATH"] = str(SOURCE_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "handoff_worker", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def children_of(pid: int) -> list[int]:

@@ -15,15 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from handoff_worker.cli import COMMANDS, SELF_CONTAINED
+from handoff_worker.testing import free_port, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Sw0rdf1sh-do-not-print"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # (arguments, the command as the error line names it)
@@ -42,19 +37,6 @@ OPS_COMMANDS = [
 ]
 # Commands that never read REDIS_URL (settings only shows it: see the malformed-URL test).
 NO_REDIS = {*SELF_CONTAINED, "settings"}
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUBSPOT_", "HANDOFF_"))}
-    base["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "handoff_worker", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def settings_env(redis_url: str) -> dict[str, str]:

@@ -4,29 +4,15 @@ that says what was wrong and what to write. Real processes, a real Redis and the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from handoff_worker.sandbox.testing import SandboxServer
+from handoff_worker.testing import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "HUBSPOT_", "HANDOFF_"))}
-    base["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "handoff_worker", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

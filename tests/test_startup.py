@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,11 @@ from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
 from handoff_worker.settings import Settings
 from handoff_worker.startup import EXIT_CONFIG, durability_warnings
+from handoff_worker.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROCFILE_WEB = (ROOT / "Procfile").read_text().split("web:", 1)[1].splitlines()[0].split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def own_lines(output: str) -> list[str]:

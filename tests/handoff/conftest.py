@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from celery import Celery
+from worker_support import Worker
 
+from handoff_worker.celery_app import create_celery
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.hubspot.gateway import build_gateway
 from handoff_worker.hubspot.retry import set_instant_waits
 from handoff_worker.nurture_config import RulesStore
 from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import Settings
+from handoff_worker.testing import NURTURE_TRACK
 
 # The sandbox's default seed: workflows 5102 (Pricing), 5103 (re-enrollable), 5104; static list
 # 702, dynamic list 703. Workflow 5999 and property `no_such_property` do not exist.
@@ -62,15 +66,6 @@ reasons:
       - property: {name: no_such_property, value: x}
         name: Broken track
 """
-
-NURTURE_TRACK = {
-    "name": "nurture_track",
-    "label": "Nurture track",
-    "type": "string",
-    "fieldType": "text",
-    "groupName": "contactinformation",
-    "options": [],
-}
 
 
 @pytest.fixture(autouse=True)
@@ -128,3 +123,19 @@ def engine_for(
 @pytest.fixture
 def engine(engine_for: Callable[..., HandoffEngine]) -> HandoffEngine:
     return engine_for()
+
+
+@pytest.fixture
+def worker(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Worker]:
+    """A real `celery worker` process on the test's Redis and sandbox, stopped after the test."""
+    started = Worker(settings_for(), tmp_path / "worker.log")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
+    """A Celery client to send tasks to the test's worker."""
+    app = create_celery(settings_for())
+    yield app
+    app.close()

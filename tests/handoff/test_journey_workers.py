@@ -3,7 +3,6 @@ parallel: the contact's lock makes their decisions take turns, and HubSpot shows
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,9 @@ from celery import Celery
 from test_journey_engine import JOURNEY_RULES, enrollments_of, second_deal_of
 from worker_support import Worker
 
-from handoff_worker.celery_app import TASK_HANDOFF_DEAL, create_celery
+from handoff_worker.celery_app import TASK_HANDOFF_DEAL
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.sandbox.testing import SandboxServer
-from handoff_worker.settings import Settings
 from handoff_worker.testing import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,20 +24,6 @@ def rules_path(tmp_path: Path) -> Path:
     path = tmp_path / "nurture.yaml"
     path.write_text(JOURNEY_RULES.format(policy="keep"))
     return path
-
-
-@pytest.fixture
-def worker(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Worker]:
-    started = Worker(settings_for(), tmp_path / "worker.log")
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
-    app = create_celery(settings_for())
-    yield app
-    app.close()
 
 
 def test_two_deals_of_one_contact_in_two_worker_processes_enroll_it_once(

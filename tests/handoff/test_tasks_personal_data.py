@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 from worker_support import Worker
 
-from handoff_worker.celery_app import TASK_HANDOFF_DEAL, create_celery
+from handoff_worker.celery_app import TASK_HANDOFF_DEAL
 from handoff_worker.domain.models import RecordKind
 from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.deadletter import get_failure
@@ -77,13 +77,6 @@ def leaks(texts: list[str]) -> list[str]:
                 start = max(match.start() - 80, 0)
                 found.append(text[start : match.end() + 40])
     return found
-
-
-@pytest.fixture
-def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
-    app = create_celery(settings_for())
-    yield app
-    app.close()
 
 
 def test_a_failed_enrollment_writes_no_email_or_name_anywhere(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,7 +19,6 @@ from handoff_worker.celery_app import (
     TASK_FORGET_RECORD,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
-    create_celery,
     queue_key,
 )
 from handoff_worker.domain.models import RecordKind
@@ -29,24 +26,9 @@ from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.ledger import Ledger
 from handoff_worker.pending import pending_key
 from handoff_worker.sandbox.testing import SandboxServer
-from handoff_worker.settings import Settings
 from handoff_worker.testing import children_of, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def worker(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Worker]:
-    started = Worker(settings_for(), tmp_path / "worker.log")
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def queue(settings_for: Callable[..., Settings]) -> Iterator[Celery]:
-    app = create_celery(settings_for())
-    yield app
-    app.close()
 
 
 def enrolled(hub: SandboxServer, workflow_id: str) -> list[str]:

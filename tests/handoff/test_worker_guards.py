@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +73,6 @@ def poison() -> dict[str, bytes]:
 def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REDIS_URL": redis_url}
     return subprocess.run([HANDOFF_WORKER, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def worker(settings_for: Callable[..., Settings], tmp_path: Path) -> Iterator[Worker]:
-    started = Worker(settings_for(), tmp_path / "worker.log")
-    yield started
-    started.stop()
 
 
 def test_poison_messages_are_set_aside_and_the_worker_keeps_running(

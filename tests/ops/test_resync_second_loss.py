@@ -13,6 +13,7 @@ from ops_support import OpsEnv, build_env, recent_window, seed_lost_deal
 from handoff_worker.handoff.inline import InlineSink
 from handoff_worker.handoff.resync import ResyncRequest, ResyncSummary, run_locked
 from handoff_worker.sandbox.testing import SandboxServer
+from handoff_worker.testing import NURTURE_TRACK
 
 RULES = """\
 version: 1
@@ -30,15 +31,6 @@ reasons:
       - property: {name: nurture_track, value: quarterly_checkin}
         name: Quarterly check-in
 """
-
-NURTURE_TRACK = {
-    "name": "nurture_track",
-    "label": "Nurture track",
-    "type": "string",
-    "fieldType": "text",
-    "groupName": "contactinformation",
-    "options": [],
-}
 
 
 @pytest.fixture
