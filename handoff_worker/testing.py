@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 # The contact property the tests' property nurtures write, as the sandbox is seeded with it.
@@ -59,6 +59,37 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
         text=True,
         timeout=120,
     )
+
+
+def start_probe_app(
+    app_module: str, directory: Path, log_path: Path, env: Mapping[str, str], *pool: str
+) -> subprocess.Popen[bytes]:
+    """`celery -A app_module worker` on the handoff queue for a probe app kept in `directory`,
+    returned once it says it is ready; `pool` are its pool options, `env` adds to its environment."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("celery")),
+                *("-A", app_module, "worker", *pool, "--queues=handoff"),
+                *("--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"),
+            ],
+            cwd=directory,
+            env={**os.environ, "PYTHONPATH": str(directory), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the probe worker to start")
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Ask `process` to stop (SIGTERM); kill it should it still run after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def children_of(pid: int) -> list[int]:

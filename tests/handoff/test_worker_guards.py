@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from worker_support import CELERY, Worker
+from worker_support import Worker
 
 from handoff_worker.celery_app import (
     BROKER_KEY_PREFIX,
@@ -30,7 +30,7 @@ from handoff_worker.handoff.deadletter import get_failure
 from handoff_worker.intake.broker import TaskCall, encode_task_message
 from handoff_worker.setaside import get_set_aside, list_set_aside
 from handoff_worker.settings import Settings
-from handoff_worker.testing import wait_until
+from handoff_worker.testing import start_probe_app, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -127,40 +127,11 @@ def test_poison_messages_are_set_aside_and_the_worker_keeps_running(
 
 @pytest.fixture
 def probe_worker(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {"REDIS_URL": redis_url, "PROBE_ATTEMPTS_KEY": ATTEMPTS_KEY}
     log_path = tmp_path / "probe.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                CELERY,
-                "-A",
-                "guard_probe_tasks",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=1",
-                "--queues=handoff",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
-            cwd=HERE,
-            env={
-                **os.environ,
-                "REDIS_URL": redis_url,
-                "PYTHONPATH": str(HERE),
-                "PROBE_ATTEMPTS_KEY": ATTEMPTS_KEY,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    wait_until(lambda: b"ready." in log_path.read_bytes(), what="the probe worker to start")
+    process = start_probe_app("guard_probe_tasks", HERE, log_path, env, "--pool=prefork", "--concurrency=1")
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=15)
 
 
 def attempts(client: redis.Redis) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from handoff_worker.celery_app import (
     queue_key,
 )
 from handoff_worker.intake.broker import TaskCall, encode_task_message
-from handoff_worker.testing import wait_until
+from handoff_worker.testing import start_probe_app, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,37 +38,12 @@ def start_probe_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[[], 
     log_path = tmp_path / "worker.log"
 
     def start() -> None:
-        log = log_path.open("wb")
-        processes.append(
-            subprocess.Popen(
-                [
-                    CELERY,
-                    "-A",
-                    "broker_probe_tasks",
-                    "worker",
-                    "--pool=solo",
-                    "--queues=handoff",
-                    "--without-heartbeat",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel=INFO",
-                ],
-                cwd=HERE,
-                env={**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(HERE), "PROBE_RAN_KEY": RAN_KEY},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_until(lambda: b"ready." in log_path.read_bytes(), timeout=30, what="the probe worker to start")
+        env = {"REDIS_URL": redis_url, "PROBE_RAN_KEY": RAN_KEY}
+        processes.append(start_probe_app("broker_probe_tasks", HERE, log_path, env, "--pool=solo"))
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def test_real_worker_runs_every_message_the_intake_published(

@@ -22,6 +22,7 @@ from handoff_worker.celery_app import (
     create_celery,
 )
 from handoff_worker.handoff.resync import read_watermark
+from handoff_worker.testing import stop_process
 
 CELERY = Path(sys.executable).with_name("celery")
 # One process, no cluster chatter: quick to start and stop.
@@ -57,12 +58,7 @@ def worker(ops: OpsEnv, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     process.log_path = tmp_path / "worker.log"  # type: ignore[attr-defined]  # read on failure
     yield process
     log.close()
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=20)
 
 
 def _wait_for(condition: object, timeout: float = 60.0) -> bool:
