@@ -17,11 +17,14 @@ traffic through Redis for no one.
 from __future__ import annotations
 
 import ssl
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from celery import Celery
 
 from handoff_worker import celery_process
+from handoff_worker.errors import SettingsError
 from handoff_worker.settings import Settings, get_settings
 from handoff_worker.state import KEY_PREFIX
 
@@ -126,4 +129,27 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = create_celery()
+def _celery_command() -> str | None:
+    """`worker` or `beat` when this process is the `celery` program (the Procfile's worker, bulk,
+    sweeper and beat lines), else None."""
+    program = Path(sys.argv[0])
+    if "celery" not in (program.name, program.parent.name):
+        return None
+    return next((arg for arg in sys.argv[1:] if arg in {"worker", "beat"}), "celery")
+
+
+def _create_or_refuse() -> Celery:
+    # Settings are read here, while `celery -A` imports the app: a bad one would otherwise end the
+    # process in a page of import traceback with the useful line at its bottom.
+    try:
+        return create_celery()
+    except SettingsError as exc:
+        command = _celery_command()
+        if command is None:
+            raise  # imported by the web process or a command: their own checks report it
+        from handoff_worker.startup import refuse_to_start
+
+        refuse_to_start(command, exc)
+
+
+app = _create_or_refuse()
