@@ -127,7 +127,11 @@ def parse_yaml(text: str, problems: Problems) -> CommentedMap | None:
         if document is None and problems.messages:
             return None
     except MarkedYAMLError as exc:
-        problems.add_file(_syntax_message(exc))
+        misaligned = _indentation_problem(exc, text)
+        if misaligned is not None:
+            problems.add_line(*misaligned)
+        else:
+            problems.add_file(_syntax_message(exc))
         return None
     except ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else 0
@@ -185,6 +189,52 @@ def _syntax_message(exc: MarkedYAMLError) -> str:
         f"YAML syntax error at {where}: {problem}{hint}. Check indentation, colons after keys and "
         "closing quotes or brackets around that spot"
     )
+
+
+def _indentation_problem(exc: MarkedYAMLError, text: str) -> tuple[int, str] | None:
+    """(line, message) in a marketer's words when the parser's complaint is a line indented wrongly
+    (its own words, '<block end>' and 'mapping values', say nothing to one); None otherwise."""
+    mark = exc.problem_mark
+    problem = exc.problem or ""
+    lines = text.splitlines()
+    if mark is None or mark.line >= len(lines):
+        return None
+    line = lines[mark.line]
+    indent = line[: len(line) - len(line.lstrip())]
+    key = line.strip().split(":", 1)[0][:40]
+    if "\t" in indent:
+        return mark.line + 1, (
+            f"this line is indented with a tab; the nurture file is indented with spaces only: "
+            f"replace the tab with spaces so '{key}' lines up with the keys of its section"
+        )
+    above_line = next((n for n in range(mark.line - 1, -1, -1) if _is_content(lines[n])), None)
+    if above_line is None:
+        return None
+    above = lines[above_line]
+    above_column = len(above) - len(above.lstrip()) + 1
+    column = len(indent) + 1
+    if "expected <block end>" in problem:
+        return mark.line + 1, (
+            f"this line is indented differently from the lines around it (column {column}; line "
+            f"{above_line + 1} starts at column {above_column}); the keys of one section must line "
+            f"up in the same column: indent '{key}' and the keys beside it alike"
+        )
+    if "mapping values are not allowed" in problem and column > above_column and not _opens_section(above):
+        return mark.line + 1, (
+            f"this line is indented further than the line above it (column {column}, not "
+            f"{above_column}), so YAML reads it as the rest of that line's value; keys of one "
+            f"section must line up: move '{key}' left to column {above_column}"
+        )
+    return None
+
+
+def _is_content(line: str) -> bool:
+    return bool(line.strip()) and not line.lstrip().startswith("#")
+
+
+def _opens_section(line: str) -> bool:
+    """`key:` with nothing after it (but a comment): the next line may be indented further."""
+    return line.split(" #", 1)[0].rstrip().endswith(":")
 
 
 def _brackets_within_bounds(text: str, problems: Problems) -> bool:

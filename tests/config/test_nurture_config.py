@@ -354,11 +354,61 @@ def test_yaml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
     assert "Check indentation" in problem
 
 
-def test_tab_indentation_is_a_syntax_error_with_its_line(tmp_path: Path) -> None:
+def test_tab_indentation_names_the_line_and_the_tab(tmp_path: Path) -> None:
     path = write(tmp_path, "version: 1\nreasons:\n\tPricing:\n")
     (problem,) = problems_of(path)
-    assert problem.startswith(f"{path}: YAML syntax error at line 3, column 1: ")
-    assert "indent with spaces, not tabs" in problem
+    assert problem == (
+        f"{path}:3 this line is indented with a tab; the nurture file is indented with spaces only: "
+        "replace the tab with spaces so 'Pricing' lines up with the keys of its section"
+    )
+
+
+REASON_HEAD = "version: 1\nreasons:\n  Pricing:\n    recycle: true\n"
+NURTURE_TAIL = "      - workflow: 12345\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            REASON_HEAD + "   nurture:\n" + NURTURE_TAIL,
+            "5 this line is indented differently from the lines around it (column 4; line 4 starts "
+            "at column 5); the keys of one section must line up in the same column: indent "
+            "'nurture' and the keys beside it alike",
+            id="one-space-less",
+        ),
+        pytest.param(
+            REASON_HEAD + "     nurture:\n" + NURTURE_TAIL,
+            "5 this line is indented further than the line above it (column 6, not 5), so YAML "
+            "reads it as the rest of that line's value; keys of one section must line up: move "
+            "'nurture' left to column 5",
+            id="one-space-more",
+        ),
+        pytest.param(
+            REASON_HEAD + "\tnurture:\n" + NURTURE_TAIL,
+            "5 this line is indented with a tab; the nurture file is indented with spaces only: "
+            "replace the tab with spaces so 'nurture' lines up with the keys of its section",
+            id="tab",
+        ),
+        pytest.param(
+            "version: 1\nreasons:\n  Pricing:\n      recycle: true\n    # why\n\n    nurture:\n"
+            + NURTURE_TAIL,
+            "7 this line is indented differently from the lines around it (column 5; line 4 starts "
+            "at column 7); the keys of one section must line up in the same column: indent "
+            "'nurture' and the keys beside it alike",
+            id="key-above-indented-further",
+        ),
+    ],
+)
+def test_a_wrongly_indented_key_is_explained_in_words(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    assert problems_of(path) == [f"{path}:{expected}"]
+
+
+def test_a_colon_inside_a_value_stays_a_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nreasons:\n  Pricing:\n    note: see: here\n")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: YAML syntax error at line 4, column 14: ")
 
 
 @pytest.mark.parametrize("text", ["", "   \n\n", "# only a note\n# another\n"])
