@@ -7,7 +7,7 @@ against HubSpot, the sandbox or anything else that speaks the gateway protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
@@ -16,7 +16,8 @@ from handoff_worker.domain.models import ObjectType, PropertyDefinition
 from handoff_worker.domain.nurture import NurtureMethod, NurtureRules, ReasonRule
 from handoff_worker.errors import HubSpotError, NotFoundError, NurtureConfigError, SettingsError
 from handoff_worker.hubspot.protocol import HubSpotGateway
-from handoff_worker.nurture_config import load_rules
+from handoff_worker.nurture_config import load_rules, read_config_text
+from handoff_worker.nurture_config.yaml_reader import KeyLines
 from handoff_worker.settings import Settings
 
 CONTACT_TYPE_ID = ObjectType.CONTACT.type_id
@@ -25,33 +26,58 @@ CONTACT_TYPE_ID = ObjectType.CONTACT.type_id
 MARKER_GROUP = "contactinformation"
 SETUP_HINT = "run `handoff-worker config setup-properties` to create it"
 
+# Puts a problem at the file and line of the YAML key it is about: (key path, message) -> message.
+Place = Callable[[tuple[str | int, ...], str], str]
+
+
+def _unplaced(_keys: tuple[str | int, ...], message: str) -> str:
+    return message
+
+
+def in_file(source: str, lines: KeyLines) -> Place:
+    """A `Place` that starts each problem with `source:line`, as problems found reading it do."""
+
+    def place(keys: tuple[str | int, ...], message: str) -> str:
+        line = lines.line(keys)
+        return f"{source}:{line} {message}" if line is not None else f"{source}: {message}"
+
+    return place
+
 
 # ---------------------------------------------------------------------------------------------
 # Checks against HubSpot
 # ---------------------------------------------------------------------------------------------
 
 
-def remote_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def remote_problems(rules: NurtureRules, gateway: HubSpotGateway, place: Place = _unplaced) -> list[str]:
     """Everything in `rules` that HubSpot contradicts, in plain words. Empty when all is well.
 
     Raises `HubSpotError` only when HubSpot cannot be asked at all (network, token, rate limit).
     """
-    return remote_check(rules, gateway)[0]
+    return remote_check(rules, gateway, place)[0]
 
 
-def remote_check(rules: NurtureRules, gateway: HubSpotGateway) -> tuple[list[str], list[str]]:
-    """(problems, warnings): what HubSpot contradicts, and what works but deserves a look."""
+def remote_check(
+    rules: NurtureRules, gateway: HubSpotGateway, place: Place = _unplaced
+) -> tuple[list[str], list[str]]:
+    """(problems, warnings): what HubSpot contradicts, and what works but deserves a look; each
+    put by `place` at the YAML key it is about."""
     warnings: list[str] = []
     problems: list[str] = []
     problems += _reason_property_problems(
-        ObjectType.DEAL, rules.deals.reason_property, "deals > reason_property", rules.reasons, gateway
+        ObjectType.DEAL,
+        rules.deals.reason_property,
+        ("deals", "reason_property"),
+        rules.reasons,
+        gateway,
+        place,
     )
     if rules.leads.enabled:
-        problems += _lead_problems(rules, gateway)
-    problems += _workflow_problems(rules, gateway, warnings)
-    problems += _list_problems(rules, gateway)
-    problems += _property_nurture_problems(rules, gateway)
-    problems += _marker_problems(rules, gateway)
+        problems += _lead_problems(rules, gateway, place)
+    problems += _workflow_problems(rules, gateway, warnings, place)
+    problems += _list_problems(rules, gateway, place)
+    problems += _property_nurture_problems(rules, gateway, place)
+    problems += _marker_problems(rules, gateway, place)
     return problems, warnings
 
 
@@ -71,75 +97,105 @@ def _property_or_none(
 def _reason_property_problems(
     object_type: ObjectType,
     name: str,
-    key: str,
+    keys: tuple[str, str],
     reasons: Iterable[ReasonRule],
     gateway: HubSpotGateway,
+    place: Place,
 ) -> list[str]:
+    key = " > ".join(keys)
     definition = _property_or_none(gateway, object_type, name)
     if definition is None:
         return [
-            f"{key}: HubSpot has no {object_type.value[:-1]} property '{name}'; write the internal "
-            "name of the property that holds the lost reason"
+            place(
+                keys,
+                f"{key}: HubSpot has no {object_type.value[:-1]} property '{name}'; write the internal "
+                "name of the property that holds the lost reason",
+            )
         ]
     if not definition.options:
         return []  # free text (HubSpot's own closed_lost_reason): any label may be typed in
-    return _option_problems(definition, key, list(reasons))
+    return _option_problems(definition, key, list(reasons), place)
 
 
-def _option_problems(definition: PropertyDefinition, key: str, reasons: list[ReasonRule]) -> list[str]:
+def _option_problems(
+    definition: PropertyDefinition, key: str, reasons: list[ReasonRule], place: Place
+) -> list[str]:
     option_keys = {_fold(o.value) for o in definition.options} | {_fold(o.label) for o in definition.options}
     problems = [
-        f"reasons > {rule.label}: '{rule.value}' is not an option of '{definition.name}' ({key}); "
-        "fix the label or `value:` to match the picklist, or add the option in HubSpot"
+        place(
+            ("reasons", rule.label),
+            f"reasons > {rule.label}: '{rule.value}' is not an option of '{definition.name}' ({key}); "
+            "fix the label or `value:` to match the picklist, or add the option in HubSpot",
+        )
         for rule in reasons
         if _fold(rule.value) not in option_keys and _fold(rule.label) not in option_keys
     ]
     mapped = {_fold(rule.value) for rule in reasons} | {_fold(rule.label) for rule in reasons}
     problems += [
-        f"reasons: the option '{option.label}' of '{definition.name}' has no entry; add "
-        f"'{option.label}:' under reasons (with recycle: false if it needs no nurture)"
+        place(
+            ("reasons",),
+            f"reasons: the option '{option.label}' of '{definition.name}' has no entry; add "
+            f"'{option.label}:' under reasons (with recycle: false if it needs no nurture)",
+        )
         for option in definition.options
         if not option.hidden and _fold(option.value) not in mapped and _fold(option.label) not in mapped
     ]
     return problems
 
 
-def _lead_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def _lead_problems(rules: NurtureRules, gateway: HubSpotGateway, place: Place) -> list[str]:
     leads = rules.leads
     problems = _reason_property_problems(
-        ObjectType.CONTACT, leads.reason_property, "leads > reason_property", rules.reasons, gateway
+        ObjectType.CONTACT, leads.reason_property, ("leads", "reason_property"), rules.reasons, gateway, place
     )
     status = _property_or_none(gateway, ObjectType.CONTACT, leads.status_property)
     if status is None:
         problems.append(
-            f"leads > status_property: HubSpot has no contact property '{leads.status_property}'; "
-            "write the internal name of the lead status property (usually hs_lead_status)"
+            place(
+                ("leads", "status_property"),
+                f"leads > status_property: HubSpot has no contact property '{leads.status_property}'; "
+                "write the internal name of the lead status property (usually hs_lead_status)",
+            )
         )
     elif status.options and leads.unqualified_value not in {o.value for o in status.options}:
         allowed = ", ".join(o.value for o in status.options)
         problems.append(
-            f"leads > unqualified_value: '{leads.unqualified_value}' is not a value of "
-            f"'{leads.status_property}'; use one of: {allowed}"
+            place(
+                ("leads", "unqualified_value"),
+                f"leads > unqualified_value: '{leads.unqualified_value}' is not a value of "
+                f"'{leads.status_property}'; use one of: {allowed}",
+            )
         )
     return problems
 
 
-def _nurture_places(rules: NurtureRules, method: NurtureMethod) -> dict[str, list[str]]:
-    """Target id -> the reasons that use it, so one missing workflow is reported once."""
-    places: dict[str, list[str]] = {}
+# A nurture's place in the file: its reason's label and its index in that reason's `nurture:` list.
+NurtureUse = tuple[str, int]
+
+
+def _nurture_places(rules: NurtureRules, method: NurtureMethod) -> dict[str, list[NurtureUse]]:
+    """Target id -> the nurtures that use it, so one missing workflow is reported once."""
+    places: dict[str, list[NurtureUse]] = {}
     for rule in rules.reasons:
-        for nurture in rule.nurtures:
+        for index, nurture in enumerate(rule.nurtures):
             target = nurture.workflow_id if method is NurtureMethod.WORKFLOW else nurture.list_id
             if nurture.method is method and target is not None:
-                places.setdefault(target, []).append(rule.label)
+                places.setdefault(target, []).append((rule.label, index))
     return places
 
 
-def _used_by(labels: list[str]) -> str:
-    return "reasons > " + ", ".join(labels)
+def _used_by(uses: list[NurtureUse]) -> str:
+    return "reasons > " + ", ".join(dict.fromkeys(label for label, _ in uses))
 
 
-def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway, warnings: list[str]) -> list[str]:
+def _first_use(uses: list[NurtureUse], key: str) -> tuple[str | int, ...]:
+    label, index = uses[0]
+    return ("reasons", label, "nurture", index, key)
+
+
+def _workflow_problems(
+    rules: NurtureRules, gateway: HubSpotGateway, warnings: list[str], place: Place
+) -> list[str]:
     wanted = _nurture_places(rules, NurtureMethod.WORKFLOW)
     if not wanted:
         return []
@@ -150,60 +206,82 @@ def _workflow_problems(rules: NurtureRules, gateway: HubSpotGateway, warnings: l
     by_id.update({legacy_ids[flow.id]: flow for flow in flows if flow.id in legacy_ids})
     problems: list[str] = []
     for workflow_id, labels in wanted.items():
+        at = _first_use(labels, "workflow")
         flow = by_id.get(workflow_id)
         if flow is None:
             problems.append(
-                f"{_used_by(labels)}: workflow {workflow_id} does not exist in HubSpot; copy the id "
-                "from the workflow's URL"
+                place(
+                    at,
+                    f"{_used_by(labels)}: workflow {workflow_id} does not exist in HubSpot; copy the id "
+                    "from the workflow's URL",
+                )
             )
             continue
         if flow.object_type_id != CONTACT_TYPE_ID:
             problems.append(
-                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is not contact-based; "
-                "only contact workflows can enroll contacts: pick a contact workflow"
+                place(
+                    at,
+                    f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is not contact-based; "
+                    "only contact workflows can enroll contacts: pick a contact workflow",
+                )
             )
         if not flow.is_enabled:
             problems.append(
-                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is turned off; turn it "
-                "on in HubSpot or pick another workflow"
+                place(
+                    at,
+                    f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') is turned off; turn it "
+                    "on in HubSpot or pick another workflow",
+                )
             )
         if flow.re_enrollment:
             # The worker enrolls a contact once per episode; HubSpot would otherwise stop a second
             # enrollment itself, except in a workflow that allows re-enrollment.
             warnings.append(
-                f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') allows re-enrollment: "
-                "a contact that comes back to sales and is lost again gets the whole nurture again; "
-                "turn re-enrollment off in the workflow's enrollment settings unless that is wanted"
+                place(
+                    at,
+                    f"{_used_by(labels)}: workflow {workflow_id} ('{flow.name}') allows re-enrollment: "
+                    "a contact that comes back to sales and is lost again gets the whole nurture again; "
+                    "turn re-enrollment off in the workflow's enrollment settings unless that is wanted",
+                )
             )
     return problems
 
 
-def _list_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def _list_problems(rules: NurtureRules, gateway: HubSpotGateway, place: Place) -> list[str]:
     problems: list[str] = []
     for list_id, labels in _nurture_places(rules, NurtureMethod.LIST).items():
+        at = _first_use(labels, "list")
         try:
             info = gateway.get_list(list_id)
         except NotFoundError:
             problems.append(
-                f"{_used_by(labels)}: list {list_id} does not exist in HubSpot; copy the id from "
-                "the list's URL"
+                place(
+                    at,
+                    f"{_used_by(labels)}: list {list_id} does not exist in HubSpot; copy the id from "
+                    "the list's URL",
+                )
             )
             continue
         if info.object_type_id != CONTACT_TYPE_ID:
-            problems.append(f"{_used_by(labels)}: list {list_id} ('{info.name}') is not a contact list")
+            problems.append(
+                place(at, f"{_used_by(labels)}: list {list_id} ('{info.name}') is not a contact list")
+            )
         if not info.is_static:
             problems.append(
-                f"{_used_by(labels)}: list {list_id} ('{info.name}') is an active list; contacts can "
-                "only be added to a static list: pick or create a static one"
+                place(
+                    at,
+                    f"{_used_by(labels)}: list {list_id} ('{info.name}') is an active list; contacts can "
+                    "only be added to a static list: pick or create a static one",
+                )
             )
     return problems
 
 
-def _property_nurture_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def _property_nurture_problems(rules: NurtureRules, gateway: HubSpotGateway, place: Place) -> list[str]:
     problems: list[str] = []
     checked: dict[str, PropertyDefinition | None] = {}
     for rule in rules.reasons:
-        for nurture in rule.nurtures:
+        for index, nurture in enumerate(rule.nurtures):
             if nurture.method is not NurtureMethod.PROPERTY or nurture.property_name is None:
                 continue
             name = nurture.property_name
@@ -211,31 +289,42 @@ def _property_nurture_problems(rules: NurtureRules, gateway: HubSpotGateway) -> 
                 checked[name] = _property_or_none(gateway, ObjectType.CONTACT, name)
             definition = checked[name]
             where = f"reasons > {rule.label} > nurture"
+            at: tuple[str | int, ...] = ("reasons", rule.label, "nurture", index, "property")
             if definition is None:
                 problems.append(
-                    f"{where}: HubSpot has no contact property '{name}'; create it or fix the name"
+                    place(at, f"{where}: HubSpot has no contact property '{name}'; create it or fix the name")
                 )
             elif definition.options and nurture.property_value not in {o.value for o in definition.options}:
                 allowed = ", ".join(o.value for o in definition.options)
                 problems.append(
-                    f"{where}: '{nurture.property_value}' is not a value of '{name}'; use one of: {allowed}"
+                    place(
+                        at,
+                        f"{where}: '{nurture.property_value}' is not a value of '{name}'; "
+                        f"use one of: {allowed}",
+                    )
                 )
     return problems
 
 
-def _marker_problems(rules: NurtureRules, gateway: HubSpotGateway) -> list[str]:
+def _marker_problems(rules: NurtureRules, gateway: HubSpotGateway, place: Place) -> list[str]:
     problems = []
     for key, definition in marker_definitions(rules).items():
         existing = _property_or_none(gateway, ObjectType.CONTACT, definition.name)
+        at = ("markers", key)
         if existing is None:
             problems.append(
-                f"markers > {key}: HubSpot has no contact property '{definition.name}'; {SETUP_HINT}"
+                place(
+                    at, f"markers > {key}: HubSpot has no contact property '{definition.name}'; {SETUP_HINT}"
+                )
             )
         elif key == "follow_up_on" and existing.type not in {"date", "datetime"}:
             problems.append(
-                f"markers > {key}: HubSpot's contact property '{definition.name}' is a {existing.type}, "
-                "not a date; name a date property here, or delete it in HubSpot and run "
-                "`handoff-worker config setup-properties`"
+                place(
+                    at,
+                    f"markers > {key}: HubSpot's contact property '{definition.name}' is a {existing.type}, "
+                    "not a date; name a date property here, or delete it in HubSpot and run "
+                    "`handoff-worker config setup-properties`",
+                )
             )
     return problems
 
@@ -351,8 +440,9 @@ def check_command(file: Path | None, remote: bool) -> None:
     click.echo(f"{path}: valid ({len(rules.reasons)} reasons, {nurtures} nurtures)")
     if not remote:
         return
+    place = in_file(str(path), KeyLines(read_config_text(path)))
     try:
-        problems, warnings = remote_check(rules, _gateway())
+        problems, warnings = remote_check(rules, _gateway(), place)
     except HubSpotError as exc:
         raise _hubspot_failure(exc) from exc
     for warning in warnings:

@@ -349,3 +349,34 @@ def _check_mappings(node: Node | None, problems: Problems, path: tuple[str, ...]
         for index, child in enumerate(node.value):
             merges += _check_mappings(child, problems, (*path[:-1], f"{parent}[{index}]"))
     return merges
+
+
+class KeyLines:
+    """The line of each key of a valid nurture file, for problems found after reading it (by
+    asking HubSpot), so they point into the file as reading problems do."""
+
+    def __init__(self, text: str) -> None:
+        self._document = _yaml().load(text)
+
+    def line(self, path: tuple[str | int, ...]) -> int | None:
+        """The line of the deepest key of `path` the file has (a reason's label matched as rules
+        match it, ignoring case and spacing; an int is an item of a list); None if not even the
+        first is written (a default)."""
+        node, found = self._document, None
+        for step in path:
+            if isinstance(node, CommentedMap) and isinstance(step, str):
+                key = next((key for key in node if _folded(str(key)) == _folded(step)), None)
+                if key is None:
+                    break
+                found = int(node.lc.key(key)[0]) + 1
+                node = node[key]
+            elif isinstance(node, CommentedSeq) and isinstance(step, int) and step < len(node):
+                found = int(node.lc.item(step)[0]) + 1
+                node = node[step]
+            else:
+                break
+        return found
+
+
+def _folded(label: str) -> str:
+    return " ".join(label.split()).casefold()

@@ -234,8 +234,11 @@ def test_check_remote_warns_without_failing(cli_env: dict[str, str]) -> None:
     # The shipped file's Not Ready nurture is the sandbox's re-enrollable workflow 5103.
     result = invoke(["config", "check", "--remote"], cli_env)
     assert result.exit_code == 0, result.output
+    shipped_lines = SHIPPED.read_text().splitlines()
+    at = 1 + next(n for n, text in enumerate(shipped_lines) if "workflow: 5103" in text)
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
-        "warning: reasons > Not Ready: workflow 5103 ('Nurture - Not Ready') allows re-enrollment: a "
+        f"warning: {SHIPPED}:{at} reasons > Not Ready: workflow 5103 ('Nurture - Not Ready') allows "
+        "re-enrollment: a "
         "contact that comes back to sales and is lost again gets the whole nurture again; turn "
         "re-enrollment off in the workflow's enrollment settings unless that is wanted"
     ]
@@ -251,9 +254,49 @@ def test_check_remote_lists_problems_and_exits_1(tmp_path: Path, cli_env: dict[s
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f"HubSpot disagrees with {path} in 1 place(s):",
-        "  - reasons > Pricing: list 703 ('Active MQLs') is an active list; contacts can only be added "
+        f"  - {path}:5 reasons > Pricing: list 703 ('Active MQLs') is an active list; contacts can only "
+        "be added "
         "to a static list: pick or create a static one",
     ]
+
+
+def test_check_remote_puts_each_problem_at_the_line_of_its_key(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text(
+        "version: 1\n"
+        "markers:\n"
+        "  reason: handoff_no_such_reason\n"
+        "leads:\n"
+        "  status_property: hs_lead_status\n"
+        "  unqualified_value: DISQUALIFIED\n"
+        "reasons:\n"
+        "  Pricing:\n"
+        "    nurture:\n"
+        "      - workflow: 5106\n"
+        "      - workflow: 999\n"
+        "      - list: 799\n"
+        "      - property: {name: nurture_stream, value: pricing}\n"
+        "  budget:\n"
+        "    recycle: false\n"
+        "  Not Ready:\n"
+        "    nurture:\n"
+        "      - workflow: 5106\n" + ALL_REASONS_TAIL
+    )
+    result = invoke(["config", "check", "--remote", "--file", str(path)], cli_env)
+    assert result.exit_code == 1, result.output
+    problems = [line.removeprefix("  - ") for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert [problem.split(" ", 1)[0] for problem in problems] == [
+        f"{path}:14",  # budget: not an option of the deal reason property
+        f"{path}:14",  # ... nor of the lead reason property
+        f"{path}:6",  # leads > unqualified_value
+        f"{path}:10",  # workflow 5106 (turned off), at its first use
+        f"{path}:11",  # workflow 999
+        f"{path}:12",  # list 799
+        f"{path}:13",  # property nurture_stream
+        f"{path}:3",  # markers > reason
+    ], problems
 
 
 def test_check_remote_needs_the_access_token(cli_env: dict[str, str]) -> None:
