@@ -61,7 +61,7 @@ def test_follow_up_date_is_set_in_the_handoffs_own_write(
     for contact_id in ("3001", "3002"):
         assert contact_properties(hub, contact_id)["handoff_follow_up_date"] == "2027-03-01"
     # The same calls as a handoff without a follow-up date (test_engine's first test counts them).
-    assert run.api_calls == 11
+    assert run.api_calls == 10
     updates = [r for r in hub.control.requests("/crm/v3/objects/contacts/batch/update")]
     assert len(updates) == 2  # the clear, then the set carrying the date with the stage and markers
 
@@ -71,5 +71,5 @@ def test_without_follow_up_days_no_date_is_written(
 ) -> None:
     hub.control.lose_deal("2001", "Pricing")
     run = engine_with("").handoff_deal("2001", "webhook")
-    assert run.outcome == "handed_off" and run.api_calls == 11
+    assert run.outcome == "handed_off" and run.api_calls == 10
     assert not contact_properties(hub, "3001").get("handoff_follow_up_date")
