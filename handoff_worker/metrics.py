@@ -9,7 +9,7 @@ group's parent sets that directory (its own, emptied) before the first process c
 
 What is true of the whole deployment rather than of one process (queue depths, deals waiting for a
 reason, dead letters held, the budget in use) is not counted here: it is read from Redis when a
-scrape asks (`status.StateCollector`, added with `add_scrape_collector`), so it is right whichever
+scrape asks (`state_gauges.StateCollector`, added with `add_scrape_collector`), so it is right whichever
 process answers and however many there are.
 
 This module imports nothing of ours: every layer may count.

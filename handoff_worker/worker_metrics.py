@@ -9,7 +9,7 @@ of the handoff code: its /metrics has the intake's counters.
 from __future__ import annotations
 
 from handoff_worker import metrics
-from handoff_worker.status import EnvironmentStateCollector
+from handoff_worker.state_gauges import EnvironmentStateCollector
 
 STATE = EnvironmentStateCollector()
 metrics.add_scrape_collector(STATE)

@@ -26,7 +26,8 @@ from handoff_worker.handoff.resync.window import write_watermark
 from handoff_worker.hubspot.ratelimit import RedisRateLimiter
 from handoff_worker.setaside import set_aside
 from handoff_worker.settings import Settings
-from handoff_worker.status import StateCollector, read_status
+from handoff_worker.state_gauges import StateCollector
+from handoff_worker.status import read_status
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "nurture.yaml"  # owner_tasks.sla_hours: 24
