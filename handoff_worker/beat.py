@@ -17,10 +17,12 @@ from handoff_worker.celery_app import (
     BULK_QUEUE,
     TASK_HANDOFF_CONTACT,
     TASK_HANDOFF_DEAL,
+    TASK_MARKETING_DIGEST,
     TASK_RESYNC_SWEEP,
     app,
 )
 from handoff_worker.domain.models import RecordKind, WorkClass
+from handoff_worker.handoff.notices import send_digests
 from handoff_worker.handoff.resync import ResyncRequest, SweepBusyError, run_locked, scheduled_window
 from handoff_worker.hubspot.ratelimit import work_class
 from handoff_worker.intake.broker import UnitCall, publisher_for
@@ -80,3 +82,16 @@ def resync_sweep() -> dict[str, object]:
         return {"skipped": str(exc)}
     log.info("scheduled resync finished: %s", summary.as_dict())
     return summary.as_dict()
+
+
+@app.task(name=TASK_MARKETING_DIGEST, acks_late=True, ignore_result=True)
+def marketing_digest() -> list[str]:
+    """Post the marketing digest of each past day with episodes waiting (see handoff/notices.py)."""
+    wiring = process_wiring()
+    phase = wiring.engine.notices
+    if phase.poster is None:
+        return []
+    days = send_digests(
+        wiring.redis, phase.poster, wiring.rules.marketing_notices, phase.env, today=datetime.now(UTC).date()
+    )
+    return [day.isoformat() for day in days]

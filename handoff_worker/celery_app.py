@@ -39,6 +39,7 @@ TASK_HANDOFF_DEAL = "handoff_worker.handoff_deal"
 TASK_HANDOFF_CONTACT = "handoff_worker.handoff_contact"
 TASK_FORGET_RECORD = "handoff_worker.forget_record"
 TASK_RESYNC_SWEEP = "handoff_worker.resync_sweep"
+TASK_MARKETING_DIGEST = "handoff_worker.marketing_digest"
 
 # The longest task (a deal with thousands of contacts at the default budget) stays well under this;
 # a task not acknowledged within it is handed to another worker.
@@ -55,10 +56,14 @@ WORKER_LOST_RETRY_SECONDS = 10
 BROKER_KEY_PREFIX = f"{KEY_PREFIX}broker:"
 BROKER_TRANSPORT = "handoff_worker.broker_transport:Transport"
 BEAT_ENTRY = "resync-sweep"
+DIGEST_BEAT_ENTRY = "marketing-digest"
+# Hourly: a digest posts the day after; a beat that was down catches up within the hour.
+DIGEST_INTERVAL = timedelta(hours=1)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
-    """The scheduled resync sweep, every RESYNC_INTERVAL_MINUTES, on the `resync` queue."""
+    """The scheduled resync sweep, every RESYNC_INTERVAL_MINUTES, and the marketing digest, hourly,
+    both on the `resync` queue."""
     interval = timedelta(minutes=settings.resync_interval_minutes)
     return {
         BEAT_ENTRY: {
@@ -66,7 +71,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": interval,
             # A sweep not started within one interval is stale: the next one covers its window.
             "options": {"queue": RESYNC_QUEUE, "expires": interval.total_seconds()},
-        }
+        },
+        # The marketing notices' daily digest (nurture YAML, marketing_notices > daily_digest).
+        DIGEST_BEAT_ENTRY: {
+            "task": TASK_MARKETING_DIGEST,
+            "schedule": DIGEST_INTERVAL,
+            "options": {"queue": RESYNC_QUEUE, "expires": DIGEST_INTERVAL.total_seconds()},
+        },
     }
 
 

@@ -21,6 +21,11 @@ class NurtureConfigError(HandoffError):
         super().__init__(f"{path}: {len(self.problems)} problem(s) in the nurture config:\n{lines}")
 
 
+class MessageNotSent(HandoffError):
+    """A message to the marketing team's chat webhook did not go out. Its text never holds the
+    webhook URL (a secret)."""
+
+
 class HubSpotError(HandoffError):
     """A HubSpot call failed. Carries what a person needs to find the request in HubSpot's logs."""
 

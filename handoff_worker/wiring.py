@@ -9,14 +9,18 @@ sends the records it finds) is passed in.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import redis
+from dotenv import dotenv_values
 
 from handoff_worker.domain.nurture import NurtureRules
 from handoff_worker.handoff.engine import HandoffEngine
 from handoff_worker.handoff.ledger import Ledger
+from handoff_worker.handoff.notices import EnvLookup
 from handoff_worker.handoff.resync import HandoffSink, LedgerDoneCheck, Resync, WaitingForReason
 from handoff_worker.handoff.resync.came_back import CameBackRevisit
 from handoff_worker.hubspot.protocol import HubSpotGateway
@@ -56,14 +60,35 @@ class Wiring:
 def build_wiring(settings: Settings, client: redis.Redis | None = None) -> Wiring:
     """Everything a handoff needs, from settings. `client` replaces the Redis of REDIS_URL (the
     demo's in-process stand-in)."""
+    from handoff_worker.chat_webhook import WebhookPoster
     from handoff_worker.hubspot.gateway import build_gateway
     from handoff_worker.state import redis_client
 
     client = client if client is not None else redis_client(settings)
     gateway = build_gateway(settings, client)
     store = RulesStore(settings.handoff_config, last_good=RedisLastGood(client, settings.handoff_config))
-    engine = HandoffEngine(gateway, client, store.current_with_version, dry_run=settings.dry_run)
+    engine = HandoffEngine(
+        gateway,
+        client,
+        store.current_with_version,
+        dry_run=settings.dry_run,
+        poster=WebhookPoster(),
+        env=secret_lookup(),
+    )
     return Wiring(settings, client, gateway, store, engine)
+
+
+def secret_lookup(dotenv_path: str = ".env") -> EnvLookup:
+    """A secret the nurture YAML names by its variable (the marketing webhook's URL): from the
+    environment, else from `.env`, as settings are read."""
+
+    def lookup(name: str) -> str | None:
+        value = os.environ.get(name)
+        if value is None and Path(dotenv_path).is_file():
+            value = dotenv_values(dotenv_path).get(name)
+        return value
+
+    return lookup
 
 
 # The process's own wiring: each worker process (tasks and the scheduled sweep alike) builds it

@@ -56,6 +56,29 @@ class ReasonRule:
     # Days after the handoff on which sales should look at the contact again: written as a date
     # in the `follow_up_on` marker. None: no follow-up date.
     follow_up_after_days: int | None = None
+    # Who in marketing hears of each episode this reason starts (None: nobody).
+    tell_marketing: TellMarketing | None = None
+
+
+@dataclass(frozen=True)
+class TellMarketing:
+    """A reason's `tell_marketing:`: once per episode, a HubSpot task for a marketing owner and/or
+    a message to the team's chat webhook (`marketing_notices:`)."""
+
+    task_owner_id: str | None = None
+    message: bool = False
+
+
+@dataclass(frozen=True)
+class MarketingNotices:
+    """Where the messages of `tell_marketing` go (`marketing_notices:` in the YAML)."""
+
+    # The HubSpot account's Hub ID: the contact links in messages need it.
+    hub_id: str | None = None
+    # The NAME of the environment variable holding the incoming-webhook URL: the URL is a secret.
+    webhook_url_env: str | None = None
+    # True: one message a day listing the episodes started, instead of one message per contact.
+    daily_digest: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +160,7 @@ class NurtureRules:
     owner_tasks: OwnerTasks = OwnerTasks()
     recycling: RecyclingRules = RecyclingRules()
     came_back: CameBackTriggers = CameBackTriggers()
+    marketing_notices: MarketingNotices = MarketingNotices()
 
     def reason_for(self, raw: str | None) -> ReasonRule | None:
         """The rule for a reason property's value: matched on the option value, then the label,

@@ -10,7 +10,9 @@ One run, in the order `_hand_off` tells it:
    and why. A dry run stops here.
 3. lifecycle (lifecycle.py): clear, set, the stage checked in the set's answer, never blank.
 4. nurtures (nurturing.py): lists and workflows for the contacts whose stage moved.
-5. finish: outcomes per contact, and the loss complete or the record in the dead letter.
+5. notices (notices.py): the marketing owner's task and the chat message a reason asks for, once
+   per episode of each contact; a failure is logged, never fails the handoff.
+6. finish: outcomes per contact, and the loss complete or the record in the dead letter.
 
 Every run is audited (run_record.py). Safe to run any number of times, in parallel (a lock per
 record) or after a crash (the ledger skips what is done). Talks to HubSpot only through the
@@ -21,6 +23,7 @@ rest goes on, and the handoff ends in the dead-letter record.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -50,6 +53,7 @@ from handoff_worker.handoff.ledger import Ledger, Loss, LossSignature, next_loss
 from handoff_worker.handoff.lifecycle import LifecycleWriter
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS, HeldLock, HeldTogether, RecordLock
 from handoff_worker.handoff.merging import Merges, record_locks
+from handoff_worker.handoff.notices import EnvLookup, MarketingNoticesPhase, MessagePoster
 from handoff_worker.handoff.nurturing import Nurturing
 from handoff_worker.handoff.owner_tasks import ReasonReminders
 from handoff_worker.handoff.reengagement import Reengagement
@@ -73,6 +77,8 @@ class HandoffEngine:
         dry_run: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lock_ttl: float = LOCK_TTL_SECONDS,
+        poster: MessagePoster | None = None,
+        env: EnvLookup = os.environ.get,
     ) -> None:
         self.gateway = gateway
         self.redis = client
@@ -90,6 +96,7 @@ class HandoffEngine:
         self.leaving = Leaving(gateway, self.ledger, self.workflow_ids)
         self.nurturing = Nurturing(gateway, self.ledger, self.workflow_ids)
         self.merges = Merges(client, self.ledger, self.journeys, lock_ttl=lock_ttl)
+        self.notices = MarketingNoticesPhase(gateway, client, poster, env, clock)
         self.reengagement = Reengagement(
             gateway, client, self.journeys, self.workflow_ids, self.pipelines, clock=clock, lock_ttl=lock_ttl
         )
@@ -189,7 +196,14 @@ class HandoffEngine:
             self.workflow_ids.prepare(rules, plan)
             self.leaving.apply(run, held, loss, moved, facts.steps)
             self.nurturing.apply(run, held, loss, plan, moved, facts.steps)
-        # 5. finish
+            # 5. tell marketing: once per episode, never failing the handoff
+            # Every contact this run acts on, fresh or resumed after a crash (the mark keeps it once).
+            now_in = {**journeys, **{j.contact_id: j for j in plan.journeys}}
+            acted_on = [now_in[a.contact_id] for a in plan.actions if a.contact_id in now_in]
+            self.notices.apply(
+                run, reason, rules.marketing_notices, acted_on, {c.id: c for c in facts.contacts}
+            )
+        # 6. finish
         self._finish(run, loss, plan, seen.signature)
 
     def _contact_locks(self, contact_ids: list[str]) -> AbstractContextManager[HeldLock]:

@@ -32,7 +32,7 @@ from handoff_worker.hubspot.protocol import HubSpotGateway
 log = logging.getLogger(__name__)
 LABEL_MAX_AGE_S = 600.0
 # Errors after which HubSpot surely created no task.
-_NOTHING_CREATED = (RateLimitedError, RequestNotSentError, PermanentHubSpotError)
+NOTHING_CREATED = (RateLimitedError, RequestNotSentError, PermanentHubSpotError)
 
 
 def task_subject(template: str, name: str) -> str:
@@ -123,7 +123,7 @@ class ReasonReminders:
         )
         try:
             task_id = self.gateway.create_task(task)
-        except _NOTHING_CREATED:
+        except NOTHING_CREATED:
             self.ledger.clear_owner_task(waiting.loss_id)
             raise
         self.ledger.set_owner_task(waiting.loss_id, task_id)
@@ -148,7 +148,7 @@ class ReasonReminders:
         self.ledger.mark_escalated(waiting)
         try:
             self.gateway.create_task(task)
-        except _NOTHING_CREATED:
+        except NOTHING_CREATED:
             self.ledger.set_waiting(waiting)  # the record as it was: not escalated
             raise
 

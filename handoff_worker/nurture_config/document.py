@@ -30,6 +30,7 @@ TOP_KEYS = (
     "owner_tasks",
     "recycling",
     "came_back",
+    "marketing_notices",
     "reasons",
 )
 
@@ -48,6 +49,7 @@ def rules_from(document: CommentedMap, problems: Problems) -> NurtureRules | Non
     recycling = settings["recycling"]
     if recycling is not None:
         context = replace(context, default_stage=recycling.default_lifecycle_stage)
+    context = replace(context, notices=settings["marketing_notices"])
     reasons = _reasons(*top["reasons"], context, problems)
     if problems.messages or None in settings.values():
         return None

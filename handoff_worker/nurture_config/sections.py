@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import string
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -12,12 +13,14 @@ from handoff_worker.domain.nurture import (
     DealRules,
     LeadRules,
     MarkerProperties,
+    MarketingNotices,
     Nurture,
     NurtureMethod,
     OwnerTasks,
     ReasonRule,
     RecyclingRules,
     SecondLossPolicy,
+    TellMarketing,
 )
 from handoff_worker.nurture_config.table import Context, Key, Reader, Section, model, read_section
 from handoff_worker.nurture_config.values import (
@@ -41,6 +44,7 @@ NURTURE_METHOD_KEYS = ("workflow", "list", "property")
 MAX_SLA_HOURS = 8760
 # A follow-up date further out than this is a typo (days for hours, an extra digit), not a plan.
 MAX_FOLLOW_UP_DAYS = 3650
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +269,45 @@ CAME_BACK = Section(
     build=model(CameBackTriggers),
     example="came_back:\n  new_open_deal: ...",
 )
+
+
+def _env_name(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and ENV_NAME.fullmatch(value.strip()):
+        return value.strip()
+    problems.add(
+        where,
+        f"{kind(value)} is not the name of an environment variable; write the variable's NAME (the "
+        "URL itself is a secret and stays out of this file), e.g. webhook_url_env: MARKETING_WEBHOOK_URL",
+    )
+    return None
+
+
+def _hub_id(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+    if value is None:
+        return None
+    return numeric_id(
+        value,
+        where,
+        problems,
+        "Hub ID",
+        "write your account's Hub ID (account menu, top right), e.g. hub_id: 1234567",
+    )
+
+
+MARKETING_NOTICES = Section(
+    keys=(
+        Key("hub_id", _hub_id),
+        Key("webhook_url_env", _env_name),
+        Key("daily_digest", _yes_no),
+    ),
+    build=model(MarketingNotices),
+    example="marketing_notices:\n  webhook_url_env: MARKETING_WEBHOOK_URL",
+)
 # The sections of settings, each filling the NurtureRules field of its name.
 SETTINGS_SECTIONS = {
+    "marketing_notices": MARKETING_NOTICES,
     "came_back": CAME_BACK,
     "deals": DEALS,
     "leads": LEADS,
@@ -362,6 +403,56 @@ def _nurtured_only_if_recycled(fields: Fields, _where: Where, context: Context, 
     return True
 
 
+def _task_owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+    if value is None:
+        return None
+    return numeric_id(
+        value,
+        where,
+        problems,
+        "HubSpot owner",
+        "write the marketing owner's numeric id (Settings > Users & Teams), e.g. task_owner: 12345678",
+    )
+
+
+def _message(value: object, where: Where, context: Context, problems: Problems) -> bool | None:
+    wanted = yes_no(value, where, problems)
+    notices = context.notices
+    if wanted and isinstance(notices, MarketingNotices) and not (notices.webhook_url_env and notices.hub_id):
+        missing = " and ".join(
+            key
+            for key, set_ in (("webhook_url_env", notices.webhook_url_env), ("hub_id", notices.hub_id))
+            if not set_
+        )
+        problems.add(
+            where,
+            f"'{context.reason}' asks for a message, but marketing_notices has no {missing}; add them "
+            "under marketing_notices: (e.g. webhook_url_env: MARKETING_WEBHOOK_URL, hub_id: 1234567) "
+            "or set message: false",
+        )
+        return None
+    return wanted
+
+
+def _one_way_to_tell(fields: Fields, where: Where, context: Context, problems: Problems) -> bool:
+    if "task_owner" in fields or "message" in fields:
+        return True
+    problems.add(
+        where,
+        f"'{context.reason}' has tell_marketing without task_owner or message; add task_owner: <owner id> "
+        "and/or message: true, or remove tell_marketing",
+    )
+    return False
+
+
+TELL_MARKETING = Section(
+    keys=(Key("task_owner", _task_owner, "task_owner_id"), Key("message", _message)),
+    build=model(TellMarketing),
+    example="tell_marketing:\n      task_owner: 12345678\n      message: true",
+    check=_one_way_to_tell,
+)
+
+
 def _reason_rule(values: dict[str, Any], context: Context) -> ReasonRule:
     recycle = values.get("recycle", True)
     return ReasonRule(
@@ -371,6 +462,7 @@ def _reason_rule(values: dict[str, Any], context: Context) -> ReasonRule:
         lifecycle_stage=values.get("lifecycle_stage", context.default_stage if recycle else None),
         nurtures=values.get("nurture", ()),
         follow_up_after_days=values.get("follow_up_after_days"),
+        tell_marketing=values.get("tell_marketing"),
     )
 
 
@@ -381,6 +473,7 @@ REASON = Section(
         Key("lifecycle_stage", _stage),
         Key("nurture", _nurtures),
         Key("follow_up_after_days", _days),
+        Key("tell_marketing", _nested(TELL_MARKETING)),
     ),
     build=_reason_rule,
     example="Pricing:\n    nurture:\n      - workflow: 12345",

@@ -23,6 +23,9 @@ class Context:
     stages: frozenset[str] = frozenset(STANDARD_LIFECYCLE_STAGES)
     default_stage: str = "lead"
     reason: str = ""
+    # `marketing_notices:` as read (a MarketingNotices, None when unreadable): a reason's
+    # `tell_marketing > message` needs its webhook.
+    notices: Any = None
 
 
 Reader = Callable[[Any, Where, Context, Problems], Any]

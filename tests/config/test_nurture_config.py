@@ -175,13 +175,13 @@ BROKEN = [
     pytest.param(
         MINIMAL.replace("nurture:", "nuture:"),
         "4 reasons > Pricing > nuture: unknown key 'nuture'; did you mean 'nurture'? "
-        "Allowed here: value, recycle, lifecycle_stage, nurture, follow_up_after_days",
+        "Allowed here: value, recycle, lifecycle_stage, nurture, follow_up_after_days, tell_marketing",
         id="unknown-key-with-suggestion",
     ),
     pytest.param(
         MINIMAL + "colour: blue\n",
         "6 colour: unknown key 'colour'; Allowed here: version, custom_lifecycle_stages, deals, leads, "
-        "markers, owner_tasks, recycling, came_back, reasons",
+        "markers, owner_tasks, recycling, came_back, marketing_notices, reasons",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(
@@ -321,6 +321,27 @@ BROKEN = [
         "get no follow-up date (it is written with the recycling markers); remove follow_up_after_days "
         "or set recycle: true",
         id="follow-up-without-recycling",
+    ),
+    pytest.param(
+        "version: 1\nreasons:\n  Pricing:\n    tell_marketing:\n      message: true\n",
+        "5 reasons > Pricing > tell_marketing > message: 'Pricing' asks for a message, but "
+        "marketing_notices has no webhook_url_env and hub_id; add them under marketing_notices: (e.g. "
+        "webhook_url_env: MARKETING_WEBHOOK_URL, hub_id: 1234567) or set message: false",
+        id="message-without-webhook",
+    ),
+    pytest.param(
+        "version: 1\nmarketing_notices:\n  webhook_url_env: https://hooks.slack.com/services/x\n"
+        "reasons:\n  Pricing: {}\n",
+        "3 marketing_notices > webhook_url_env: 'https://hooks.slack.com/services/x' is not the name of an "
+        "environment variable; write the variable's NAME (the URL itself is a secret and stays out of "
+        "this file), e.g. webhook_url_env: MARKETING_WEBHOOK_URL",
+        id="webhook-url-in-the-file",
+    ),
+    pytest.param(
+        "version: 1\nreasons:\n  Pricing:\n    tell_marketing: {}\n",
+        "4 reasons > Pricing > tell_marketing: 'Pricing' has tell_marketing without task_owner or "
+        "message; add task_owner: <owner id> and/or message: true, or remove tell_marketing",
+        id="tell-marketing-empty",
     ),
     pytest.param(
         "version: 1\n",
@@ -513,3 +534,21 @@ def test_follow_up_after_days_is_read_per_reason(tmp_path: Path) -> None:
     assert rules.markers.follow_up_on == "sales_follow_up"
     days = {reason.label: reason.follow_up_after_days for reason in rules.reasons}
     assert days == {"Not Ready": 90, "Pricing": None, "Competitor": None}
+
+
+def test_tell_marketing_is_read_per_reason(tmp_path: Path) -> None:
+    text = (
+        "version: 1\nmarketing_notices:\n  hub_id: 1234567\n  webhook_url_env: TEAM_HOOK\n"
+        "  daily_digest: true\nreasons:\n"
+        "  Pricing:\n    tell_marketing: {task_owner: 555, message: true}\n  Competitor: {recycle: false}\n"
+    )
+    rules = load_rules(write(tmp_path, text))
+    assert (rules.marketing_notices.hub_id, rules.marketing_notices.webhook_url_env) == (
+        "1234567",
+        "TEAM_HOOK",
+    )
+    assert rules.marketing_notices.daily_digest is True
+    tells = {reason.label: reason.tell_marketing for reason in rules.reasons}
+    assert tells["Competitor"] is None
+    assert tells["Pricing"] is not None
+    assert (tells["Pricing"].task_owner_id, tells["Pricing"].message) == ("555", True)
