@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,10 @@ reasons:
     nurture:
       - list: 702
 """
-DAY = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+# After the sandbox's records are made (it stamps them with the real time): a deal created after
+# an episode started would be sales taking the contact back.
+DAY = datetime.now(UTC) + timedelta(minutes=5)
+NEXT_DAY = DAY.date() + timedelta(days=1)
 
 
 class Receiver:
@@ -258,14 +261,14 @@ def test_daily_digest_lists_the_days_episodes_once_the_day_is_over(
     env = {WEBHOOK_ENV: receiver.url}.get
     notices = engine.rules_source()[0].marketing_notices
     assert send_digests(redis_conn, poster, notices, env, today=DAY.date()) == []  # the day still runs
-    assert send_digests(redis_conn, poster, notices, env, today=date(2026, 12, 2)) == [DAY.date()]
+    assert send_digests(redis_conn, poster, notices, env, today=NEXT_DAY) == [DAY.date()]
     link = f"https://app.hubspot.com/contacts/{HUB_ID}/contact/"
     assert receiver.texts == [
-        "Handed to marketing on 2026-12-01: 2 contacts\n"
+        f"Handed to marketing on {DAY.date()}: 2 contacts\n"
         f"- Ada Byron (Pricing): {link}{ada}\n"
         f"- Bob Stone (Pricing): {link}{bob}"
     ]
-    assert send_digests(redis_conn, poster, notices, env, today=date(2026, 12, 3)) == []
+    assert send_digests(redis_conn, poster, notices, env, today=NEXT_DAY + timedelta(days=1)) == []
     assert len(receiver.bodies) == 1
 
 
@@ -279,9 +282,9 @@ def test_a_digest_whose_post_fails_is_sent_by_the_next_run(
     env = {WEBHOOK_ENV: receiver.url}.get
     receiver.statuses = [500, 500, 500]
     poster = WebhookPoster(wait_seconds=0)
-    assert send_digests(redis_conn, poster, notices, env, today=date(2026, 12, 2)) == []
-    assert send_digests(redis_conn, poster, notices, env, today=date(2026, 12, 2)) == [DAY.date()]
-    assert receiver.texts[-1].startswith("Handed to marketing on 2026-12-01: 1 contact\n- Ada Byron")
+    assert send_digests(redis_conn, poster, notices, env, today=NEXT_DAY) == []
+    assert send_digests(redis_conn, poster, notices, env, today=NEXT_DAY) == [DAY.date()]
+    assert receiver.texts[-1].startswith(f"Handed to marketing on {DAY.date()}: 1 contact\n- Ada Byron")
     assert len(receiver.bodies) == 4
 
 
