@@ -66,6 +66,21 @@ def sign(body: bytes, timestamp: str) -> str:
 
 
 def start_gunicorn(port: int, redis_url: str, workers: int) -> subprocess.Popen[bytes]:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn), "handoff_worker.wsgi:app", "-c", "handoff_worker/gunicorn_conf.py"]
+    return start_web(command, port, redis_url, workers, timeout=20.0)
+
+
+def start_web(
+    command: list[str],
+    port: int,
+    redis_url: str,
+    workers: int,
+    *,
+    timeout: float,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """The web process `command` on `port` with `workers` workers, once it answers /healthz."""
     env = {
         **os.environ,
         "PORT": str(port),
@@ -77,10 +92,8 @@ def start_gunicorn(port: int, redis_url: str, workers: int) -> subprocess.Popen[
         "HANDOFF_CONFIG": str(ROOT / "config" / "nurture.yaml"),
         "LOG_LEVEL": "WARNING",  # one INFO line per request would measure the terminal instead
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn), "handoff_worker.wsgi:app", "-c", "handoff_worker/gunicorn_conf.py"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -90,7 +103,7 @@ def start_gunicorn(port: int, redis_url: str, workers: int) -> subprocess.Popen[
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit("gunicorn did not answer /healthz within 20 s")
+    raise SystemExit(f"the web process did not answer /healthz within {timeout:g} s")
 
 
 @dataclass(frozen=True)

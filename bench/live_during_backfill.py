@@ -7,7 +7,7 @@ account budget through Redis. Once the backfill is under way, L more deals are l
 seconds and queued live, as the intake would. Reported: each live handoff's wait from queueing to
 its start and to its end, what the backfill did meanwhile, the budget used, and any 429.
 
-    REDIS_URL=redis://127.0.0.1:6379/9 .venv/bin/python bench/live_during_backfill.py --backlog 10000
+    REDIS_URL=redis://127.0.0.1:6379/9 .venv/bin/python -m bench.live_during_backfill --backlog 10000
 
 FLUSHES the Redis database in REDIS_URL (default redis://127.0.0.1:6379/9).
 """
@@ -15,16 +15,13 @@ FLUSHES the Redis database in REDIS_URL (default redis://127.0.0.1:6379/9).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import redis
 
+from bench.resync import RULES, start_stack, start_worker, worker_env
 from handoff_worker.beat import QueueingSink
 from handoff_worker.celery_app import (
     BULK_QUEUE,
@@ -38,12 +35,8 @@ from handoff_worker.handoff.audit import recent_audits
 from handoff_worker.handoff.resync import Resync, ResyncRequest, run_locked
 from handoff_worker.hubspot.ratelimit import work_class
 from handoff_worker.nurture_config import load_rules
-from handoff_worker.sandbox.testing import SandboxServer
 from handoff_worker.settings import RateLimit, Settings
 
-TOKEN = "pat-bench-token"
-RULES = Path(__file__).resolve().parents[1] / "tests" / "ops" / "nurture-ops.yaml"
-CELERY = Path(sys.executable).with_name("celery")
 LIVE_FIRST_ID = 900_000
 
 
@@ -74,18 +67,6 @@ def lost_deals(first: int, count: int) -> dict[str, list[dict[str, object]]]:
     }
 
 
-def start_worker(env: dict[str, str], queue: str, processes: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            *(str(CELERY), "-A", "handoff_worker.celery_app", "worker", "-Q", queue),
-            *("--hostname", f"{queue}@bench", "--concurrency", str(processes)),
-            *("--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "ERROR"),
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-    )
-
-
 def audits_by_deal(client: redis.Redis) -> dict[str, dict[str, object]]:
     found: dict[str, dict[str, object]] = {}
     for audit in recent_audits(client, 100_000):  # newest first: keep the first run of each deal
@@ -103,18 +84,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="pool processes of each worker")
     args = parser.parse_args()
     budget = RateLimit.parse(args.budget, variable="--budget", example="--budget 100/10s")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-
-    server = SandboxServer.start(seed="default", access_token=TOKEN, rate_limit=args.budget)
-    env = {
-        "HUBSPOT_ACCESS_TOKEN": TOKEN,
-        "HUBSPOT_BASE_URL": server.url,
-        "REDIS_URL": redis_url,
-        "HANDOFF_CONFIG": str(RULES),
-        "HUBSPOT_RATE_LIMIT": args.budget,
-    }
+    redis_url, client, server = start_stack(args.budget)
+    env = worker_env(server, redis_url, args.budget)
     settings = Settings.from_env(env, dotenv_path=None)
     from handoff_worker.hubspot.gateway import build_gateway
 

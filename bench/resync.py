@@ -76,12 +76,32 @@ def mark_done(client: redis.Redis, deals: int, handoffs: int) -> None:
         ledger.mark_complete(loss)
 
 
-def start_workers(env: dict[str, str], processes: int) -> subprocess.Popen[bytes]:
+def start_stack(budget: str) -> tuple[str, redis.Redis, SandboxServer]:
+    """REDIS_URL's database, flushed, and a sandbox enforcing the account budget `budget`."""
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    return redis_url, client, SandboxServer.start(seed="default", access_token=TOKEN, rate_limit=budget)
+
+
+def worker_env(server: SandboxServer, redis_url: str, budget: str, **extra: str) -> dict[str, str]:
+    """The settings a worker process reads, pointed at the bench's sandbox and Redis."""
+    return {
+        "HUBSPOT_ACCESS_TOKEN": TOKEN,
+        "HUBSPOT_BASE_URL": server.url,
+        "REDIS_URL": redis_url,
+        "HANDOFF_CONFIG": str(RULES),
+        "HUBSPOT_RATE_LIMIT": budget,
+        **extra,
+    }
+
+
+def start_worker(env: dict[str, str], queue: str, processes: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
-            *(str(CELERY), "-A", "handoff_worker.celery_app", "worker", "-Q", BULK_QUEUE),
-            *("--concurrency", str(processes), "--without-heartbeat", "--without-gossip"),
-            *("--without-mingle", "-l", "ERROR"),
+            *(str(CELERY), "-A", "handoff_worker.celery_app", "worker", "-Q", queue),
+            *("--hostname", f"{queue}@bench", "--concurrency", str(processes)),
+            *("--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "ERROR"),
         ],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
@@ -113,27 +133,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="Celery worker processes")
     args = parser.parse_args()
     budget = RateLimit.parse(args.budget, variable="--budget", example="--budget 100/10s")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushdb()
-
-    server = SandboxServer.start(seed="default", access_token=TOKEN, rate_limit=args.budget)
+    redis_url, client, server = start_stack(args.budget)
     server.control.configure(search_per_second=args.search_per_second)
-    env = {
-        "HUBSPOT_ACCESS_TOKEN": TOKEN,
-        "HUBSPOT_BASE_URL": server.url,
-        "REDIS_URL": redis_url,
-        "HANDOFF_CONFIG": str(RULES),
-        "HUBSPOT_RATE_LIMIT": args.budget,
-        "HUBSPOT_SEARCH_RATE_LIMIT": f"{args.search_per_second}/1s",
-    }
+    env = worker_env(server, redis_url, args.budget, HUBSPOT_SEARCH_RATE_LIMIT=f"{args.search_per_second}/1s")
     settings = Settings.from_env(env, dotenv_path=None)
     from handoff_worker.hubspot.gateway import build_gateway
 
     gateway = build_gateway(settings, client)
     since = seed(server, args.deals) - timedelta(minutes=1)
     mark_done(client, args.deals, args.handoffs)
-    workers = start_workers(env, args.workers)
+    workers = start_worker(env, BULK_QUEUE, args.workers)
     try:
         server.control.clear_requests()
         resync = Resync(

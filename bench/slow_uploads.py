@@ -33,7 +33,7 @@ from pathlib import Path
 
 import redis
 
-from bench.ingest import PUBLIC_URL, SECRET, free_port, signed_batches
+from bench.ingest import free_port, signed_batches, start_web
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_TIMEOUT = 30.0
@@ -56,34 +56,6 @@ def procfile_command(process: str = "web") -> list[str]:
             local = Path(sys.executable).with_name(argv[0])
             return [str(local) if local.exists() else argv[0], *argv[1:]]
     raise SystemExit(f"no `{process}:` line in {ROOT / 'Procfile'}")
-
-
-def start_web(port: int, redis_url: str, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "REDIS_URL": redis_url,
-        "HUBSPOT_CLIENT_SECRET": SECRET,
-        "HUBSPOT_APP_ID": "1",
-        "WEBHOOK_PUBLIC_URL": PUBLIC_URL,
-        "HANDOFF_CONFIG": str(ROOT / "config" / "nurture.yaml"),
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        procfile_command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the web process did not answer /healthz within 30 s")
 
 
 class StalledUploads:
@@ -247,7 +219,9 @@ def main() -> None:
     r = redis.Redis.from_url(args.redis)
     r.flushdb()
     port = free_port()
-    server = start_web(port, args.redis, args.workers)
+    server = start_web(
+        procfile_command(), port, args.redis, args.workers, timeout=30.0, stderr=subprocess.DEVNULL
+    )
     ids = itertools.count(1)
     try:
         quiet = probe(port, args.probes, ids, None)
