@@ -28,6 +28,44 @@ def leave_step(nurture_key: str) -> str:
     return f"leave:{nurture_key}"
 
 
+def leave_list(
+    gateway: HubSpotGateway, run: HandoffRun, nurture: Nurture, contact_ids: Sequence[str]
+) -> bool:
+    """Takes the contacts off the nurture's static list. A list that is gone counts as left; when
+    HubSpot refuses, each contact's failure is in `run` and the answer is False."""
+    assert nurture.list_id is not None
+    try:
+        gateway.remove_from_list(nurture.list_id, contact_ids)
+    except NotFoundError:
+        pass  # the list is gone: nobody is on it
+    except PermanentHubSpotError as exc:
+        for contact_id in contact_ids:
+            run.fail(contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
+        return False
+    return True
+
+
+def unenroll(
+    gateway: HubSpotGateway,
+    workflow_ids: WorkflowIds,
+    run: HandoffRun,
+    nurture: Nurture,
+    contact_id: str,
+    email: str,
+) -> bool:
+    """Takes the contact (by its email, as the legacy endpoint wants) out of the nurture's workflow.
+    A workflow or email that is gone counts as left; a refusal is in `run` and the answer is False."""
+    assert nurture.workflow_id is not None
+    try:
+        gateway.unenroll_from_workflow(workflow_ids.legacy_id(nurture.workflow_id), email)
+    except NotFoundError:
+        pass  # the workflow (or the contact's email) is gone: nothing to leave
+    except PermanentHubSpotError as exc:
+        run.fail(contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
+        return False
+    return True
+
+
 class Leaving:
     def __init__(self, gateway: HubSpotGateway, ledger: Ledger, workflow_ids: WorkflowIds) -> None:
         self.gateway = gateway
@@ -63,33 +101,18 @@ class Leaving:
     def _leave_list(
         self, run: HandoffRun, loss: Loss, nurture: Nurture, actions: Sequence[ContactAction]
     ) -> None:
-        assert nurture.list_id is not None
         ids = [a.contact_id for a in actions]
-        try:
-            self.gateway.remove_from_list(nurture.list_id, ids)
-        except NotFoundError:
-            pass  # the list is gone: nobody is in it
-        except PermanentHubSpotError as exc:
+        if leave_list(self.gateway, run, nurture, ids):
             for contact_id in ids:
-                run.fail(contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
-            return
-        for contact_id in ids:
-            self._done(run, loss, nurture, contact_id)
+                self._done(run, loss, nurture, contact_id)
 
     def _unenroll(self, run: HandoffRun, loss: Loss, nurture: Nurture, action: ContactAction) -> None:
-        assert nurture.workflow_id is not None
         email = (action.email or "").strip()
         if not email:
             run.fail(action.contact_id, f"leaving {nurture.key}: the contact has no email to unenroll by")
             return
-        try:
-            self.gateway.unenroll_from_workflow(self.workflow_ids.legacy_id(nurture.workflow_id), email)
-        except NotFoundError:
-            pass  # the workflow (or the contact's email) is gone: nothing to leave
-        except PermanentHubSpotError as exc:
-            run.fail(action.contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
-            return
-        self._done(run, loss, nurture, action.contact_id)
+        if unenroll(self.gateway, self.workflow_ids, run, nurture, action.contact_id, email):
+            self._done(run, loss, nurture, action.contact_id)
 
     def _done(self, run: HandoffRun, loss: Loss, nurture: Nurture, contact_id: str) -> None:
         self.ledger.mark_done(loss.loss_id, contact_id, leave_step(nurture.key))

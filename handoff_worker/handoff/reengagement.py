@@ -30,11 +30,10 @@ from handoff_worker.domain.models import CrmObject, ObjectType
 from handoff_worker.domain.nurture import Nurture, NurtureMethod, NurtureRules
 from handoff_worker.domain.reengagement import SalesSignals, came_back_how
 from handoff_worker.domain.rules import EMAIL_PROPERTY, LIFECYCLE_PROPERTY, DealStatus
-from handoff_worker.errors import NotFoundError, PermanentHubSpotError
 from handoff_worker.handoff.journeys import ContactLocks, JourneyStore
+from handoff_worker.handoff.leaving import leave_list, unenroll
 from handoff_worker.handoff.ledger import LEDGER_TTL_SECONDS
 from handoff_worker.handoff.lock import LOCK_TTL_SECONDS
-from handoff_worker.handoff.nurturing import fix_hint
 from handoff_worker.handoff.run_record import ContactOutcome, HandoffRun
 from handoff_worker.handoff.stages import PipelineCache
 from handoff_worker.handoff.workflow_ids import WorkflowIds
@@ -259,30 +258,13 @@ class Reengagement:
         return {c.id: (c.get(EMAIL_PROPERTY) or "").strip() for c in contacts}
 
     def _off_list(self, run: HandoffRun, nurture: Nurture, contact_ids: Sequence[str]) -> set[str]:
-        assert nurture.list_id is not None
-        try:
-            self.gateway.remove_from_list(nurture.list_id, contact_ids)
-        except NotFoundError:
-            pass  # the list is gone: nobody is on it
-        except PermanentHubSpotError as exc:
-            for contact_id in contact_ids:
-                run.fail(contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
-            return set(contact_ids)
-        return set()
+        return set() if leave_list(self.gateway, run, nurture, contact_ids) else set(contact_ids)
 
     def _unenroll(self, run: HandoffRun, nurture: Nurture, contact_id: str, email: str) -> bool:
-        assert nurture.workflow_id is not None
         if not email:
             # No email, no enrollment by email either: nothing HubSpot could still send.
             return True
-        try:
-            self.gateway.unenroll_from_workflow(self.workflow_ids.legacy_id(nurture.workflow_id), email)
-        except NotFoundError:
-            pass  # the workflow (or the contact's email) is gone: nothing to leave
-        except PermanentHubSpotError as exc:
-            run.fail(contact_id, f"leaving {nurture.key}: {exc}; {fix_hint(nurture)}")
-            return False
-        return True
+        return unenroll(self.gateway, self.workflow_ids, run, nurture, contact_id, email)
 
 
 def _stage_set_by_handoff(rules: NurtureRules, journey: Journey) -> str | None:
