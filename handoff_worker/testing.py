@@ -117,3 +117,15 @@ def busiest_window(moments_ms: Iterable[float], window_ms: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def own_lines(output: str) -> list[str]:
+    """The output's lines, less Celery's and gunicorn's warning about running as root (tests may)."""
+    root_warning = (
+        "SecurityWarning",
+        "absolutely not recommended",
+        "--uid option",
+        "User information",
+        "_warn_or_raise",
+    )
+    return [line for line in output.splitlines() if line.strip() and not any(w in line for w in root_warning)]

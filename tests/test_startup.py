@@ -21,23 +21,11 @@ from handoff_worker.celery_app import create_celery
 from handoff_worker.intake.app import create_app
 from handoff_worker.settings import Settings
 from handoff_worker.startup import EXIT_CONFIG, durability_warnings
-from handoff_worker.testing import free_port
+from handoff_worker.testing import free_port, own_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROCFILE_WEB = (ROOT / "Procfile").read_text().split("web:", 1)[1].splitlines()[0].split()
-
-
-def own_lines(output: str) -> list[str]:
-    """The output's lines, less Celery's and gunicorn's warning about running as root (tests may)."""
-    root_warning = (
-        "SecurityWarning",
-        "absolutely not recommended",
-        "--uid option",
-        "User information",
-        "_warn_or_raise",
-    )
-    return [line for line in output.splitlines() if line.strip() and not any(w in line for w in root_warning)]
 
 
 def test_web_without_its_client_secret_exits_with_one_line() -> None:

@@ -17,23 +17,11 @@ from worker_support import CELERY, Worker
 from handoff_worker.nurture_config.store import RedisLastGood
 from handoff_worker.settings import Settings
 from handoff_worker.startup import EXIT_CONFIG
-from handoff_worker.testing import wait_until
+from handoff_worker.testing import own_lines, wait_until
 
 pytestmark = pytest.mark.slow
 
 BROKEN_YAML = "version: 1\nreasons: [\n"
-
-
-def own_lines(output: str) -> list[str]:
-    """The output's lines, less Celery's warning about running as root (tests may)."""
-    root_warning = (
-        "SecurityWarning",
-        "absolutely not recommended",
-        "--uid option",
-        "User information",
-        "_warn_or_raise",
-    )
-    return [line for line in output.splitlines() if line.strip() and not any(w in line for w in root_warning)]
 
 
 def refused(worker: Worker) -> list[str]:
