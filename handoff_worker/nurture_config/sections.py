@@ -123,16 +123,26 @@ def _days(value: object, where: Where, _context: Context, problems: Problems) ->
     return value
 
 
-def _owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
-    if value is None:  # left empty: no escalation
-        return None
-    return numeric_id(
-        value,
-        where,
-        problems,
-        "HubSpot owner",
-        "write the owner's numeric id (Settings > Users & Teams), e.g. escalate_to_owner: 12345678",
-    )
+def _optional_id(what: str, hint: str) -> Reader:
+    """A numeric id that may be left empty (the feature it names is then off)."""
+
+    def read(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
+        return None if value is None else numeric_id(value, where, problems, what, hint)
+
+    return read
+
+
+_owner = _optional_id(  # left empty: no escalation
+    "HubSpot owner",
+    "write the owner's numeric id (Settings > Users & Teams), e.g. escalate_to_owner: 12345678",
+)
+_hub_id = _optional_id(
+    "Hub ID", "write your account's Hub ID (account menu, top right), e.g. hub_id: 1234567"
+)
+_task_owner = _optional_id(
+    "HubSpot owner",
+    "write the marketing owner's numeric id (Settings > Users & Teams), e.g. task_owner: 12345678",
+)
 
 
 def _task_subject(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
@@ -284,18 +294,6 @@ def _env_name(value: object, where: Where, _context: Context, problems: Problems
     return None
 
 
-def _hub_id(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
-    if value is None:
-        return None
-    return numeric_id(
-        value,
-        where,
-        problems,
-        "Hub ID",
-        "write your account's Hub ID (account menu, top right), e.g. hub_id: 1234567",
-    )
-
-
 MARKETING_NOTICES = Section(
     keys=(
         Key("hub_id", _hub_id),
@@ -401,18 +399,6 @@ def _nurtured_only_if_recycled(fields: Fields, _where: Where, context: Context, 
             "written with the recycling markers); remove follow_up_after_days or set recycle: true",
         )
     return True
-
-
-def _task_owner(value: object, where: Where, _context: Context, problems: Problems) -> str | None:
-    if value is None:
-        return None
-    return numeric_id(
-        value,
-        where,
-        problems,
-        "HubSpot owner",
-        "write the marketing owner's numeric id (Settings > Users & Teams), e.g. task_owner: 12345678",
-    )
 
 
 def _message(value: object, where: Where, context: Context, problems: Problems) -> bool | None:
